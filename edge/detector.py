@@ -1,0 +1,106 @@
+"""The face detector: any shipped RetinaFace file on LiteRT or ONNX Runtime.
+
+Example::
+
+    from edge.detector import FaceDetector
+    detector = FaceDetector("retinaface_mnv2_320_int8.tflite")
+    faces = detector.detect(cv2.imread("street.jpg"))
+    for box, score in zip(faces.boxes, faces.scores): ...
+
+Frames are OpenCV BGR; the detector letterboxes them (aspect ratio kept), feeds
+the model RGB, decodes the nine raw heads with :mod:`edge.postprocess`, and
+returns boxes, scores and five landmarks in the frame's own pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .image import fit_size, letterbox, to_bgr8
+from .manifest import Manifest, ModelEntry
+from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
+from .runtimes import load_runtime
+
+#: Longest input side used by dynamic-shape (ONNX) detectors unless told otherwise.
+DEFAULT_DYNAMIC_SIZE = 640
+_HEADS = ("bbox", "landmark", "class")
+
+
+@dataclass(frozen=True)
+class Faces:
+    """Detections in frame pixels, best first; all arrays empty when there are none."""
+
+    boxes: np.ndarray  #: (N, 4) float32 x1, y1, x2, y2
+    scores: np.ndarray  #: (N,) float32 face probability
+    landmarks: np.ndarray  #: (N, 5, 2) float32: eyes (left, right), nose, mouth corners
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> "Faces":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+
+
+class FaceDetector:
+    """RetinaFace on a runtime chosen by name (``auto``, ``litert``, ``onnx``).
+
+    ``model`` is a manifest file name (looked up in ``models_dir``, by default
+    the shipped models) or a path to a model file with a manifest beside it.
+    Its sha256 is checked against the manifest before it is loaded.
+    ``input_size`` sets the longest side for dynamic-shape models.
+    """
+
+    def __init__(self, model: str | Path, backend: str = "auto", threads: int | None = None,
+                 settings: PostprocessSettings | None = None, input_size: int | None = None,
+                 models_dir: str | Path | None = None, **runtime_options):
+        self.path, self.entry = Manifest.load(models_dir).resolve(model)
+        if self.entry.task != "face_detection":
+            raise ModelError(f"{self.path}: a {self.entry.task} model, not a face detector")
+        self.runtime = load_runtime(self.path, backend, threads=threads, **runtime_options)
+        self.decoder = RetinaFaceDecoder(AnchorConfig.from_dict(self.entry.anchors), settings or PostprocessSettings())
+        self.input_size = input_size or DEFAULT_DYNAMIC_SIZE
+        self._outputs = {kind: [n for n in self.entry.outputs if n.startswith(kind + "_")] for kind in _HEADS}
+
+    def input_shape_for(self, height: int, width: int) -> tuple[int, int]:
+        """Model input (height, width) used for a frame of this size."""
+        _, h, w, _ = self.runtime.input_shape if not self.entry.dynamic else (None, None, None, None)
+        return (h, w) if h and w else fit_size(height, width, self.input_size)
+
+    def prepare(self, frame_bgr: np.ndarray):
+        """Letterbox a frame into the model's input tensor; returns (tensor, letterbox)."""
+        frame_bgr = to_bgr8(frame_bgr)
+        height, width = self.input_shape_for(*frame_bgr.shape[:2])
+        image, box = letterbox(frame_bgr, height, width)
+        dtype = self.runtime.input_dtype
+        if dtype == np.uint8 and self.runtime.input_quantization in (None, (1.0, 0)):
+            tensor = image[None]
+        elif self.runtime.input_quantization:
+            scale, zero = self.runtime.input_quantization
+            info = np.iinfo(dtype)
+            tensor = np.clip(np.round(image / scale + zero), info.min, info.max).astype(dtype)[None]
+        else:
+            tensor = image[None].astype(np.float32)
+        return tensor, box
+
+    def raw(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's heads for one input tensor, concatenated per kind: bbox, landmark, class."""
+        out = self.runtime.run(tensor)
+        return {kind: np.concatenate([out[n][0] for n in names]) for kind, names in self._outputs.items()}
+
+    def detect(self, frame_bgr: np.ndarray) -> Faces:
+        """Faces in one BGR frame of any size."""
+        tensor, box = self.prepare(frame_bgr)
+        heads = self.raw(tensor)
+        rows = self.decoder(heads["bbox"], heads["landmark"], heads["class"], box.input_height, box.input_width)
+        if not len(rows):
+            return Faces.empty()
+        h, w = np.asarray(frame_bgr).shape[:2]
+        boxes = box.to_frame(rows[:, :4])
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        landmarks = box.to_frame(rows[:, 5:]).reshape(-1, 5, 2)
+        return Faces(boxes, rows[:, 4].copy(), landmarks)

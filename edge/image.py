@@ -1,0 +1,78 @@
+"""Image helpers shared by the detector and classifier: reading and letterboxing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+#: Detector inputs must be multiples of the largest anchor stride.
+STRIDE_MULTIPLE = 32
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as 8-bit, 3-channel BGR (OpenCV's order); InputError naming it otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise InputError(f"{path}: not a readable image")
+    return to_bgr8(image, str(path))
+
+
+def to_bgr8(image: np.ndarray, name: str = "frame") -> np.ndarray:
+    """Grey, BGRA and 16-bit images to 8-bit BGR; anything else is an InputError."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+        raise InputError(f"{name}: expected an HxW or HxWxC image array, got {getattr(image, 'shape', type(image).__name__)}")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise InputError(f"{name}: pixel type {image.dtype} is not supported (uint8 or uint16)")
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] != 3:
+        raise InputError(f"{name}: {image.shape[2]} channels is not supported (1, 3 or 4)")
+    return image
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a frame was fitted into a model input: scaled, placed top-left, zero-padded."""
+
+    scale_x: float
+    scale_y: float
+    input_height: int
+    input_width: int
+
+    def to_frame(self, xy: np.ndarray) -> np.ndarray:
+        """Map (..., 2k) interleaved x, y input coordinates back to frame pixels."""
+        out = xy.astype(np.float32, copy=True)
+        out[..., 0::2] /= self.scale_x
+        out[..., 1::2] /= self.scale_y
+        return out
+
+
+def fit_size(height: int, width: int, longest: int) -> tuple[int, int]:
+    """Input size for a dynamic-shape model: longest side ``longest``, both sides multiples of 32."""
+    scale = longest / max(height, width)
+    round_up = lambda v: max(STRIDE_MULTIPLE, -(-int(round(v * scale)) // STRIDE_MULTIPLE) * STRIDE_MULTIPLE)
+    return round_up(height), round_up(width)
+
+
+def letterbox(frame_bgr: np.ndarray, height: int, width: int, rgb: bool = True) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio, pad bottom/right with black; returns uint8 HxWx3."""
+    h, w = frame_bgr.shape[:2]
+    scale = min(height / h, width / w)
+    new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=interpolation)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    canvas[:new_h, :new_w] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if rgb else resized
+    return canvas, Letterbox(new_w / w, new_h / h, height, width)

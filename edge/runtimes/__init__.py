@@ -1,0 +1,54 @@
+"""Inference runtimes, chosen by name; each backend is one module.
+
+A runtime wraps one model file and has one method, ``run(tensor)``, which
+returns the model's outputs as a dict of numpy arrays keyed by output name.
+The runtime libraries are imported only when a backend is built, so a device
+without ONNX Runtime can still use LiteRT and the other way round.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: backend name -> (module, class, model file suffixes it runs)
+BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "litert": ("edge.runtimes.litert", "LiteRTRuntime", (".tflite",)),
+    "onnx": ("edge.runtimes.onnx", "OnnxRuntime", (".onnx",)),
+}
+
+
+class Runtime(Protocol):
+    name: str
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    input_dtype: np.dtype
+    input_quantization: tuple[float, int] | None
+
+    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def backend_for(path: str | Path, backend: str = "auto") -> str:
+    """The backend that runs ``path``: the one named, or the one for its suffix."""
+    suffix = Path(path).suffix
+    if backend == "auto":
+        for name, (_, _, suffixes) in BACKENDS.items():
+            if suffix in suffixes:
+                return name
+        raise ConfigError(f"{path}: no runtime runs {suffix or 'suffix-less'} files")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not one of: auto, {', '.join(BACKENDS)}")
+    if suffix not in BACKENDS[backend][2]:
+        raise ConfigError(f"{path}: backend {backend} runs {'/'.join(BACKENDS[backend][2])} files, not {suffix}")
+    return backend
+
+
+def load_runtime(path: str | Path, backend: str = "auto", **options) -> Runtime:
+    """Build the runtime for a model file; options go to the backend (threads, delegate, providers)."""
+    name = backend_for(path, backend)
+    module, cls, _ = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)(Path(path), **options)

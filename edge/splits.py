@@ -1,0 +1,28 @@
+"""The project's one train/validation split rule, by image content.
+
+An image's side is decided by the sha1 of its bytes, so the split is
+deterministic, needs no list file, and byte-identical duplicates (the
+andrewmvd set has five such pairs with different labels) always land on the
+same side. Calibration and training use ``train``; verification and
+evaluation use ``val``.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+#: Percentage of images on the validation side.
+VAL_PERCENT = 20
+
+
+def split_of(path: str | Path) -> str:
+    """``"train"`` or ``"val"`` for the image file at ``path``."""
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    return "val" if int(digest[:8], 16) % 100 < VAL_PERCENT else "train"
+
+
+def select(paths, split: str) -> list[Path]:
+    """The paths on ``split`` (``train``, ``val`` or ``all``), order kept."""
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be train, val or all, not {split!r}")
+    return [Path(p) for p in paths if split == "all" or split_of(p) == split]

