@@ -27,10 +27,14 @@ class ExportFormat:
 
 @dataclass
 class ExportJob:
-    """What an exporter needs: the cut network, an input size and calibration tensors."""
+    """What an exporter needs: the network, an input size and calibration tensors.
 
-    heads_model: object  #: convert.retinaface_graph.HeadsModel
-    heads_graph_def: object
+    ``network`` offers ``concrete(height, width)`` (a TensorFlow concrete function
+    with one float input named ``image`` returning a dict of named outputs) and
+    ``onnx(opset, height, width)`` (an ONNX ModelProto; None sizes are dynamic).
+    """
+
+    network: object
     height: int | None
     width: int | None
     calibration: list[np.ndarray] | None = None
@@ -41,8 +45,8 @@ class ExportJob:
 def _tflite(job: ExportJob, mode: str) -> bytes:
     import tensorflow as tf
 
-    concrete = job.heads_model.concrete(job.height, job.width)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], job.heads_model)
+    concrete = job.network.concrete(job.height, job.width)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], job.network)
     if mode == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -59,14 +63,8 @@ def _tflite(job: ExportJob, mode: str) -> bytes:
 
 
 def _onnx_fp32(job: ExportJob) -> bytes:
-    import tf2onnx
-
-    from .retinaface_graph import INPUT_NAME, OUTPUT_NAMES
-
     try:
-        proto, _ = tf2onnx.convert.from_graph_def(
-            job.heads_graph_def, input_names=[f"{INPUT_NAME}:0"],
-            output_names=[f"{n}:0" for n in OUTPUT_NAMES], opset=job.opset)
+        proto = job.network.onnx(job.opset, job.height, job.width)
     except Exception as exc:
         raise ConversionError(f"tf2onnx (opset {job.opset}) failed: {str(exc).splitlines()[0]}") from None
     _strip_port_suffixes(proto)

@@ -1,21 +1,19 @@
 """``maskwatch convert retinaface``: the frozen graph to verified TFLite and ONNX files."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from edge.detector import DEFAULT_DYNAMIC_SIZE
 from edge.errors import ConfigError
 from edge.image import STRIDE_MULTIPLE
-from edge.manifest import InputSpec, Manifest, ModelEntry, sha256_of, write_atomic
+from edge.manifest import Manifest
 from edge.postprocess import AnchorConfig
-from edge.runtimes import load_runtime
 
 from . import retinaface_graph as rg
+from .artefacts import converter_versions, install
 from .calibration import calibration_set, letterboxed_tensors
 from .formats import DEFAULT_FORMATS, ExportJob, check_request
 from .retinaface_source import SOURCE, graph_bytes
@@ -51,17 +49,6 @@ def file_name(precision: str, suffix: str, size: int | None) -> str:
     return f"retinaface_mnv2_{size}_{precision}{suffix}" if size else f"retinaface_mnv2_{precision}{suffix}"
 
 
-def converter_versions() -> dict[str, str]:
-    names = ("maskwatch", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 def run(request: ConvertRequest) -> list[str]:
     """Export every requested format and size; returns the file names written.
 
@@ -83,15 +70,14 @@ def run(request: ConvertRequest) -> list[str]:
         calib_files = calibration_set(request.calib, request.calib_count, request.calib_split)
     data, digest = graph_bytes(request.graph, request.cache, request.trust_graph)
     graph_def = rg.parse_graph_def(data)
-    heads_model = rg.HeadsModel(graph_def)
-    heads_gd = rg.heads_graph_def(graph_def) if any(f.dynamic for f in chosen) else None
+    network = rg.HeadsModel(graph_def)
     manifest = Manifest.load(request.out)
     source = dict(SOURCE, sha256=digest)
     written = []
     for fmt in chosen:
         for size in [None] if fmt.dynamic else request.sizes:
             side = size or DEFAULT_DYNAMIC_SIZE
-            job = ExportJob(heads_model, heads_gd, size, size, opset=request.opset, per_channel=request.per_channel)
+            job = ExportJob(network, size, size, opset=request.opset, per_channel=request.per_channel)
             if fmt.calibrated:
                 job.calibration = letterboxed_tensors(calib_files, side, side)
             started = time.perf_counter()
@@ -101,29 +87,10 @@ def run(request: ConvertRequest) -> list[str]:
             if fmt.calibrated:
                 calibration = {"images": len(job.calibration), "folder": Path(request.calib).name,
                                "split": request.calib_split, "input_size": [side, side]}
-            _install(manifest, name, blob, fmt, source, request, calibration)
+            converter = dict(converter_versions(), **({"opset": request.opset} if fmt.suffix == ".onnx" else {}))
+            install(manifest, name, blob, fmt, task="face_detection", architecture=ARCHITECTURE,
+                    preprocessing=rg.PREPROCESSING, outputs=rg.OUTPUT_NAMES, anchors=AnchorConfig().to_dict(),
+                    source=source, converter=converter, calibration=calibration)
             log.info("%s: %s in %.1f s, %.2f MB", name, fmt.key, time.perf_counter() - started, len(blob) / 1e6)
             written.append(name)
     return written
-
-
-def _install(manifest: Manifest, name: str, blob: bytes, fmt, source: dict, request: ConvertRequest, calibration) -> None:
-    """Write the model via a temporary file, read its input back, then rename it and save the manifest."""
-    final = manifest.directory / name
-    temp = final.with_name(f".{final.stem}.partial{final.suffix}")
-    write_atomic(temp, blob)
-    try:
-        runtime = load_runtime(temp)
-        entry = ModelEntry(
-            file=name, task="face_detection", architecture=ARCHITECTURE,
-            sha256=sha256_of(temp), size_bytes=len(blob), format=fmt.key, precision=fmt.precision,
-            input=InputSpec(name=runtime.input_name, shape=list(runtime.input_shape), layout="NHWC",
-                            dtype=runtime.input_dtype.name, quantization=runtime.input_quantization),
-            preprocessing=rg.PREPROCESSING, outputs=rg.OUTPUT_NAMES, anchors=AnchorConfig().to_dict(),
-            source=source, converter=dict(converter_versions(), **({"opset": request.opset} if fmt.suffix == ".onnx" else {})),
-            calibration=calibration, created=dt.date.today().isoformat())
-        temp.replace(final)
-    finally:
-        temp.unlink(missing_ok=True)
-    manifest.entries[name] = entry
-    manifest.save()

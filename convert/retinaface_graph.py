@@ -46,6 +46,7 @@ class HeadsModel(tf.Module):
 
     def __init__(self, graph_def: tf.compat.v1.GraphDef):
         super().__init__()
+        self._graph_def = graph_def
         wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         graph = wrapped.graph
         self._pruned = wrapped.prune(graph.as_graph_element(INPUT_TENSOR),
@@ -61,6 +62,15 @@ class HeadsModel(tf.Module):
         """A concrete function with a fixed (1, height, width, 3) float input named ``image``."""
         spec = tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT_NAME)
         return tf.function(lambda image: self(image), input_signature=[spec]).get_concrete_function()
+
+    def onnx(self, opset: int, height: int | None = None, width: int | None = None):
+        """The cut network as ONNX with dynamic batch, height and width (sizes ignored)."""
+        import tf2onnx
+
+        proto, _ = tf2onnx.convert.from_graph_def(
+            heads_graph_def(self._graph_def), input_names=[f"{INPUT_NAME}:0"],
+            output_names=[f"{n}:0" for n in OUTPUT_NAMES], opset=opset)
+        return proto
 
 
 def heads_graph_def(graph_def: tf.compat.v1.GraphDef) -> tf.compat.v1.GraphDef:

