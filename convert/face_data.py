@@ -65,6 +65,8 @@ class FaceSample:
     split: str
     #: Crop in source pixels (x0, y0, x1, y1), end exclusive; None for a crop-folder image.
     box: tuple[int, int, int, int] | None = None
+    #: Made by :mod:`convert.synth_masks` rather than cut from a photo (never used for calibration or scoring).
+    synthetic: bool = False
 
 
 @dataclass

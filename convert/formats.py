@@ -67,14 +67,16 @@ def _onnx_fp32(job: ExportJob) -> bytes:
         proto = job.network.onnx(job.opset, job.height, job.width)
     except Exception as exc:
         raise ConversionError(f"tf2onnx (opset {job.opset}) failed: {str(exc).splitlines()[0]}") from None
-    _strip_port_suffixes(proto)
+    _name_io(proto, ["image"], job.network.output_names)
     return proto.SerializeToString()
 
 
-def _strip_port_suffixes(proto) -> None:
-    """tf2onnx names graph inputs/outputs 'name:0'; rename them to 'name'."""
-    renames = {v.name: v.name.rsplit(":", 1)[0] for v in [*proto.graph.input, *proto.graph.output]}
-    for value in [*proto.graph.input, *proto.graph.output]:
+def _name_io(proto, inputs: list[str], outputs: list[str]) -> None:
+    """Give the graph's inputs and outputs our names, in order (tf2onnx leaves 'x:0', 'Identity:0')."""
+    constants = {t.name for t in proto.graph.initializer}
+    feeds = [v for v in proto.graph.input if v.name not in constants]
+    renames = {v.name: new for v, new in zip([*feeds, *proto.graph.output], [*inputs, *outputs])}
+    for value in [*feeds, *proto.graph.output]:
         value.name = renames[value.name]
     for node in proto.graph.node:
         node.input[:] = [renames.get(i, i) for i in node.input]

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .classifier import DEFAULT_CLASSIFIER
 from .errors import MaskwatchError
 
 DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
@@ -42,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--out", type=Path, default=Path("maskwatch-out"), help="folder for annotated pictures (default: %(default)s)")
     detect.set_defaults(handler=_detect)
 
+    classify = sub.add_parser("classify", help="classify face crops as with_mask / without_mask / mask_weared_incorrect",
+                              description="Classify face-crop images (files, folders or globs); writes file,label,score rows.")
+    classify.add_argument("paths", nargs="+", help="crop images, folders or glob patterns")
+    classify.add_argument("--csv", type=Path, default=None, help="write rows here (default: standard output)")
+    classify.add_argument("--model", default=DEFAULT_CLASSIFIER, help="classifier file name in the manifest, or a path (default: %(default)s)")
+    classify.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
+    classify.add_argument("--backend", default="auto", choices=["auto", "litert", "onnx"])
+    classify.add_argument("--threads", type=int, default=None)
+    classify.set_defaults(handler=_classify)
+
     add_convert_commands(sub, str(default_models_dir()))
     return parser
 
@@ -65,6 +76,31 @@ def _detect(args: argparse.Namespace) -> int:
         print(json.dumps({"image": path.name, "faces": [
             {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
             for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    import csv
+
+    import cv2
+
+    from .classifier import MaskClassifier
+    from .image import expand_images, read_image
+
+    classifier = MaskClassifier(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir)
+    files = expand_images(args.paths)
+    out = open(args.csv, "w", newline="") if args.csv else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["file", "label", "score"])
+        for path in files:
+            crop = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
+            probabilities = classifier.classify_crops([crop])[0]
+            best = int(probabilities.argmax())
+            writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 

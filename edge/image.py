@@ -11,6 +11,27 @@ from .errors import InputError
 
 #: Detector inputs must be multiples of the largest anchor stride.
 STRIDE_MULTIPLE = 32
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def expand_images(specs) -> list[Path]:
+    """Image files from files, folders (searched recursively) and glob patterns, in order, once each."""
+    import glob
+
+    found: dict[Path, None] = {}
+    for spec in specs:
+        spec = str(spec)
+        path = Path(spec)
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not matches:
+            raise InputError(f"{spec}: no image files there")
+        found.update(dict.fromkeys(matches))
+    return list(found)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -76,3 +97,15 @@ def letterbox(frame_bgr: np.ndarray, height: int, width: int, rgb: bool = True) 
     canvas = np.zeros((height, width, 3), np.uint8)
     canvas[:new_h, :new_w] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if rgb else resized
     return canvas, Letterbox(new_w / w, new_h / h, height, width)
+
+
+def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray:
+    """The box grown by ``margin`` of its width (left, right) and height (top, bottom), clipped to the frame."""
+    h, w = frame.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
+    right, bottom = min(w, int(np.ceil(x2 + dx))), min(h, int(np.ceil(y2 + dy)))
+    if right <= left or bottom <= top:
+        return frame[0:1, 0:1]
+    return frame[top:bottom, left:right]

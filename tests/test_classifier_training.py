@@ -1,0 +1,68 @@
+"""Training end to end on a small real subset, export parity Keras / TFLite / ONNX."""
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
+
+from convert.classifier_export import export  # noqa: E402
+from convert.classifier_train import TrainConfig, load_samples, train  # noqa: E402
+from convert.face_data import CLASSES  # noqa: E402
+from edge.classifier import MaskClassifier  # noqa: E402
+from edge.errors import ConfigError, InputError  # noqa: E402
+from edge.manifest import Manifest  # noqa: E402
+
+FILES = ("mask_mnv2_64_fp32.tflite", "mask_mnv2_64_int8.tflite", "mask_mnv2_64_fp32.onnx")
+
+
+@pytest.fixture(scope="module")
+def small_run(data, tmp_path_factory):
+    config = TrainConfig(voc=[data / "andrewmvd"], crops=[data / "crops" / "chandrikadeb7"], input_size=64,
+                         limit=24, head_epochs=1, finetune_epochs=1, steps_per_epoch=2, batch=32)
+    samples, _ = load_samples(config)
+    model, history = train(config, samples)
+    out = tmp_path_factory.mktemp("classifier")
+    names = export(model, config, samples, out, calib_count=16)
+    return config, samples, model, history, out, names
+
+
+def test_training_runs_both_phases_and_exports_every_format(small_run):
+    config, samples, model, history, out, names = small_run
+    assert [h["phase"] for h in history] == ["head", "finetune"]
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert sorted(names) == sorted(FILES)
+    manifest = Manifest.load(out)
+    for name in FILES:
+        entry = manifest.entries[name]
+        assert entry.task == "mask_classification" and entry.labels == list(CLASSES)
+        assert entry.metrics["crops"] == sum(s.split == "val" for s in samples)
+        assert len(entry.metrics["confusion"]) == 3
+    assert manifest.entries["mask_mnv2_64_int8.tflite"].input.dtype == "uint8"
+    assert manifest.entries["mask_mnv2_64_fp32.onnx"].input.shape[0] is None  # faces batched on ONNX
+
+
+def test_export_parity_keras_tflite_onnx(small_run):
+    config, samples, model, _, out, _ = small_run
+    crops = [s.pixels for s in samples if s.split == "val"][:24]
+    fp32 = MaskClassifier("mask_mnv2_64_fp32.tflite", models_dir=out)
+    batch = np.stack([fp32.resize(c) for c in crops]).astype(np.float32)
+    keras_p = model.predict(batch, verbose=0)
+    np.testing.assert_allclose(fp32.classify_crops(crops), keras_p, atol=1e-4)
+    np.testing.assert_allclose(MaskClassifier("mask_mnv2_64_fp32.onnx", models_dir=out).classify_crops(crops), keras_p, atol=1e-4)
+    int8 = MaskClassifier("mask_mnv2_64_int8.tflite", models_dir=out).classify_crops(crops)
+    assert np.abs(int8 - keras_p).mean() < 0.05
+
+
+def test_training_is_repeatable(data):
+    config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], input_size=64, limit=8, head_epochs=1,
+                         finetune_epochs=1, steps_per_epoch=1, batch=8)
+    samples, _ = load_samples(config)
+    first = train(config, samples)[1]
+    second = train(config, samples)[1]
+    assert [h["loss"] for h in first] == pytest.approx([h["loss"] for h in second], rel=1e-4)
+
+
+def test_training_needs_data(tmp_path):
+    with pytest.raises(ConfigError, match="--voc or --crops"):
+        load_samples(TrainConfig())
+    with pytest.raises(InputError):
+        load_samples(TrainConfig(crops=[tmp_path]))
