@@ -44,6 +44,8 @@ def parse_graph_def(data: bytes) -> tf.compat.v1.GraphDef:
 class HeadsModel(tf.Module):
     """The cut network as a TensorFlow function: image (N,H,W,3) float 0..255 -> dict of heads."""
 
+    output_names = OUTPUT_NAMES
+
     def __init__(self, graph_def: tf.compat.v1.GraphDef):
         super().__init__()
         self._graph_def = graph_def
