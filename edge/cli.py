@@ -5,20 +5,13 @@ import argparse
 import json
 import logging
 import sys
-from importlib import resources
 from pathlib import Path
 
 from . import __version__
 from .classifier import DEFAULT_CLASSIFIER
 from .errors import MaskwatchError
-
-DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
-SAMPLE_IMAGE = "astronaut.jpg"
-
-
-def sample_image() -> Path:
-    """The image that ships inside the package: the default input when none is given."""
-    return Path(str(resources.files("edge") / "assets" / SAMPLE_IMAGE))
+from .detector import DEFAULT_DETECTOR
+from .sample import sample_image
 
 
 def build_parser() -> argparse.ArgumentParser:

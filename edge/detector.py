@@ -24,6 +24,8 @@ from .manifest import Manifest, ModelEntry
 from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
 from .runtimes import load_runtime
 
+#: The shipped detector used when none is named: int8, 320 px (see models/MODEL_CARD.md).
+DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
 #: Longest input side used by dynamic-shape (ONNX) detectors unless told otherwise.
 DEFAULT_DYNAMIC_SIZE = 640
 _HEADS = ("bbox", "landmark", "class")

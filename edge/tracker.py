@@ -1,0 +1,146 @@
+"""Tracking faces across frames and deciding their labels by vote.
+
+Each detected face is matched to a track by box overlap (greedy IoU, best
+pairs first). A track's label changes only after ``vote_agree`` of its last
+``vote_window`` classifications agree, so one flickering frame never sounds
+the buzzer, and one person standing unmasked is one ``new`` event, not one per
+frame. A track's crop is classified again only every ``reclassify_every``
+frames: the label of a tracked face is reused in between.
+
+Example::
+
+    tracker = Tracker(TrackerConfig())
+    update = tracker.update(faces.boxes, faces.scores)
+    for track in tracker.due(frame_index): ...
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .postprocess import iou
+
+#: What the runtime decides for the whole scene, most urgent first.
+STATES = ("unmasked", "incorrect", "masked", "idle")
+LABEL_STATE = {"without_mask": "unmasked", "mask_weared_incorrect": "incorrect", "with_mask": "masked"}
+
+
+class TrackerConfig(BaseModel):
+    """Tracking and voting settings."""
+
+    model_config = ConfigDict(extra="forbid", title="tracker")
+
+    iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum box overlap to continue a track")
+    max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")
+    vote_window: int = Field(5, ge=1, le=100, description="N: classifications remembered per track")
+    vote_agree: int = Field(3, ge=1, description="K: votes of the last N that must agree to set or change a label")
+    reclassify_every: int = Field(3, ge=1, description="classify a tracked face every this many frames")
+    min_face_px: int = Field(16, ge=0, description="faces whose shorter side is smaller are tracked but never classified")
+
+    @model_validator(mode="after")
+    def _agree_within_window(self):
+        if self.vote_agree > self.vote_window:
+            raise ValueError(f"vote_agree ({self.vote_agree}) must not exceed vote_window ({self.vote_window})")
+        return self
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray
+    score: float
+    first_frame: int
+    last_frame: int
+    missed: int = 0
+    votes: deque = field(default_factory=deque)
+    label: str | None = None  #: the voted label; None until K votes agree
+    label_score: float = 0.0
+    last_classified: int | None = None
+
+    @property
+    def state(self) -> str | None:
+        return LABEL_STATE.get(self.label)
+
+
+@dataclass
+class TrackUpdate:
+    """What one frame changed: tracks seen this frame, label changes, tracks that ended."""
+
+    seen: list[Track]
+    new: list[Track] = field(default_factory=list)  #: got their first voted label
+    changed: list[Track] = field(default_factory=list)  #: voted label changed
+    ended: list[Track] = field(default_factory=list)
+
+
+class Tracker:
+    """IoU tracker with K-of-N label voting; see the module docstring."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.tracks: dict[int, Track] = {}
+        self._next_id = 1
+        self._frame = -1
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, frame_index: int | None = None) -> TrackUpdate:
+        """Match this frame's faces to tracks; start new tracks, age and end unmatched ones."""
+        self._frame = self._frame + 1 if frame_index is None else frame_index
+        tracks = list(self.tracks.values())
+        pairs = self._match(tracks, boxes)
+        matched_tracks, matched_faces = {t for t, _ in pairs}, {f for _, f in pairs}
+        seen = []
+        for t, f in pairs:
+            track = tracks[t]
+            track.box, track.score, track.last_frame, track.missed = boxes[f], float(scores[f]), self._frame, 0
+            seen.append(track)
+        for f in range(len(boxes)):
+            if f not in matched_faces:
+                track = Track(self._next_id, boxes[f], float(scores[f]), self._frame, self._frame,
+                              votes=deque(maxlen=self.config.vote_window))
+                self.tracks[track.id] = track
+                self._next_id += 1
+                seen.append(track)
+        ended = []
+        for t, track in enumerate(tracks):
+            if t not in matched_tracks:
+                track.missed += 1
+                if track.missed > self.config.max_missed:
+                    ended.append(self.tracks.pop(track.id))
+        return TrackUpdate(seen=seen, ended=ended)
+
+    def _match(self, tracks: list[Track], boxes: np.ndarray) -> list[tuple[int, int]]:
+        if not tracks or not len(boxes):
+            return []
+        overlaps = np.stack([iou(track.box, boxes) for track in tracks])
+        pairs = []
+        while True:
+            t, f = np.unravel_index(np.argmax(overlaps), overlaps.shape)
+            if overlaps[t, f] < self.config.iou_threshold:
+                return pairs
+            pairs.append((int(t), int(f)))
+            overlaps[t, :], overlaps[:, f] = -1, -1
+
+    def due(self, seen: list[Track]) -> list[Track]:
+        """Tracks seen this frame whose crop should be classified now."""
+        every, smallest = self.config.reclassify_every, self.config.min_face_px
+        return [t for t in seen
+                if min(t.box[2] - t.box[0], t.box[3] - t.box[1]) >= smallest
+                and (t.last_classified is None or self._frame - t.last_classified >= every)]
+
+    def vote(self, track: Track, label: str, score: float, update: TrackUpdate) -> None:
+        """Record one classification; set or change the track's label when K of the last N agree."""
+        track.votes.append((label, score))
+        track.last_classified = self._frame
+        agreeing = [s for l, s in track.votes if l == label]
+        if len(agreeing) >= self.config.vote_agree and label != track.label:
+            (update.new if track.label is None else update.changed).append(track)
+            track.label = label
+        if label == track.label:
+            track.label_score = float(np.mean(agreeing))
+
+    def scene_state(self) -> str:
+        """``unmasked`` if anyone tracked is, else ``incorrect``, else ``masked``, else ``idle``."""
+        states = {t.state for t in self.tracks.values() if t.state}
+        return next((s for s in STATES if s in states), "idle")
