@@ -63,6 +63,8 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
     train.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val macro F1 before stopping (default: %(default)s)")
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
+    train.add_argument("--sampling-power", type=float, default=recipe.sampling_power,
+                       help="class sampling weight ~ count**power: 1 natural, 0 balanced (default: %(default)s)")
     train.add_argument("--limit", type=int, default=None, help="at most N crops per class and split (quick runs)")
     train.add_argument("--also-score", type=Path, nargs="+", default=[], metavar="DIR",
                        help="VOC or crop folders NOT trained on, scored whole (cross-data-set figures)")
@@ -112,7 +114,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     config = TrainConfig(voc=args.voc, crops=args.crops, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
-                         patience=args.patience, seed=args.seed, limit=args.limit)
+                         patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power)
     samples, report = load_samples(config)
     print(report)
     samples = add_synthetic_incorrect(samples, config)

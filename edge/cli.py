@@ -46,6 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threads", type=int, default=None)
     classify.set_defaults(handler=_classify)
 
+    run = sub.add_parser("run", help="camera -> detect -> classify -> track -> GPIO light/buzzer and events",
+                         description="Run the pipeline. With no --source and no config, runs on the built-in sample clip.")
+    _config_options(run)
+    run.add_argument("--source", default=None, help="camera index or /dev/videoN, rtsp:// or http:// URL, video file, images, picamera2, sample")
+    run.add_argument("--backend", default=None, choices=["auto", "litert", "onnx"], help="runtime for both models")
+    run.add_argument("--gpio", default=None, choices=["auto", "gpiozero", "jetson", "mock", "none"], help="light/buzzer backend")
+    run.add_argument("--events", type=Path, default=None, help="JSON Lines event log (rotated by size)")
+    run.add_argument("--mqtt", default=None, metavar="HOST[:PORT]", help="publish events to this MQTT broker")
+    run.add_argument("--preview", default=None, help="annotated video file, or http://127.0.0.1:PORT for MJPEG")
+    run.add_argument("--print-events", action="store_true", help="print events as JSON lines")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    run.set_defaults(handler=_run)
+
+    doctor = sub.add_parser("doctor", help="what this device has: runtimes, delegates, cameras, GPIO, models")
+    _config_options(doctor)
+    doctor.set_defaults(handler=_doctor)
+
     add_convert_commands(sub, str(default_models_dir()))
     return parser
 
@@ -70,6 +87,46 @@ def _detect(args: argparse.Namespace) -> int:
             {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
             for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
     return 0
+
+
+def _config_options(parser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file (see README)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set tracker.vote_agree=4 (repeatable)")
+
+
+def _load(args: argparse.Namespace, **flags):
+    from .config import load_config, parse_override
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_config(args.config, overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .app import run
+
+    mqtt = None
+    if args.mqtt:
+        host, _, port = args.mqtt.partition(":")
+        mqtt = {"host": host, **({"port": int(port)} if port else {})}
+    config = _load(args, **{"source.spec": args.source, "detector.backend": args.backend,
+                            "classifier.backend": args.backend, "signal.backend": args.gpio,
+                            "events.jsonl": {"path": str(args.events)} if args.events else None,
+                            "events.mqtt": mqtt, "preview.target": args.preview})
+    stats = run(config, max_frames=args.max_frames, print_events=args.print_events)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(stats.events.items())) or "none"
+    print(f"maskwatch: {stats.frames} frames, {stats.faces} faces, {stats.classified} classified, "
+          f"{stats.fps:.1f} fps; events: {counts}", file=sys.stderr)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    text, code = report(_load(args))
+    print(text)
+    return code
 
 
 def _classify(args: argparse.Namespace) -> int:

@@ -30,3 +30,12 @@ class InputError(MaskwatchError, ValueError):
 
 class ConversionError(MaskwatchError, RuntimeError):
     """The conversion toolchain could not produce or verify a model."""
+
+
+def one_line(exc) -> str:
+    """A pydantic ValidationError as one line: ``field.path: message (got value)``, first error only."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+    more = f"; and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{got}{more}"

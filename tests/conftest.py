@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+MOSQUITTO_SCRIPT = REPO / ".ci" / "mosquitto.sh"
 
 
 def data_dir() -> Path | None:
@@ -76,3 +79,39 @@ def converted(tmp_path_factory, graph_path, calib_dir) -> Path:
     run(ConvertRequest(out=out, formats=["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8"], sizes=[160],
                        calib=folder, calib_count=16, calib_split=split, graph=graph_path))
     return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(port: int) -> None:
+    try:
+        run = subprocess.run([str(MOSQUITTO_SCRIPT), "start", str(port)], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot start mosquitto with {MOSQUITTO_SCRIPT.name}: {exc}")
+    if run.returncode:
+        reason = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"cannot start mosquitto with {MOSQUITTO_SCRIPT.name}: {reason}")
+
+
+def stop_broker(port: int) -> None:
+    subprocess.run([str(MOSQUITTO_SCRIPT), "stop", str(port)], capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def broker() -> tuple[str, int]:
+    """A real Mosquitto on 127.0.0.1 (or MASKWATCH_TEST_MQTT=host:port), stopped after the module."""
+    given = os.environ.get("MASKWATCH_TEST_MQTT")
+    if given:
+        host, _, port = given.rpartition(":")
+        yield host, int(port)
+        return
+    port = free_port()
+    start_broker(port)
+    try:
+        yield "127.0.0.1", port
+    finally:
+        stop_broker(port)

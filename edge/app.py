@@ -1,0 +1,86 @@
+"""Building the runtime from one Config: the composition root of ``maskwatch run``.
+
+Every part is built once, before the first frame; hardware and services
+(camera, GPIO, broker) come from the config, so tests swap them by config
+(mock GPIO, a local broker, a video file) rather than by patching code.
+"""
+from __future__ import annotations
+
+import logging
+import signal as signals
+import threading
+
+from .classifier import MaskClassifier
+from .config import SAMPLE_SOURCE, Config
+from .detector import FaceDetector
+from .events import open_sinks, status_event
+from .pipeline import Pipeline
+from .postprocess import PostprocessSettings
+from .preview import open_preview
+from .sample import SampleClip
+from .signal import Indicator
+from .sources import Threaded, open_source, with_reconnect
+from .tracker import Tracker
+
+log = logging.getLogger(__name__)
+#: Pins the mock GPIO uses when the config wires none (a common Pi HAT layout): red, green, buzzer.
+MOCK_WIRING = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
+
+
+def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
+    """Models, tracker, indicator, sinks and preview, all built before the first frame."""
+    detector_settings = PostprocessSettings(score_threshold=config.detector.score_threshold,
+                                            iou_threshold=config.detector.iou_threshold)
+    detector = FaceDetector(config.detector.model, backend=config.detector.backend, threads=config.detector.threads,
+                            settings=detector_settings, input_size=config.detector.input_size, models_dir=config.models_dir)
+    classifier = MaskClassifier(config.classifier.model, backend=config.classifier.backend,
+                                threads=config.classifier.threads, models_dir=config.models_dir)
+    signal_config = config.signal
+    if signal_config.backend == "mock" and not signal_config.pins:
+        signal_config = signal_config.model_copy(update=MOCK_WIRING)
+        log.info("mock GPIO with the default wiring: red %(red_pin)d, green %(green_pin)d, buzzer %(buzzer_pin)d", MOCK_WIRING)
+    parts = []
+    try:
+        indicator = Indicator(signal_config)
+        parts.append(indicator)
+        events = open_sinks(config.device_id, config.events.jsonl, config.events.mqtt, stdout=print_events)
+        parts.append(events)
+        preview = open_preview(config.preview.target, config.preview.password, config.preview.fps)
+    except BaseException:
+        for part in parts:
+            part.close()
+        raise
+    return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
+                    preview=preview, summary_interval_s=config.events.summary_interval_s)
+
+
+def build_source(config: Config, pipeline: Pipeline | None = None):
+    """The configured frame source; a live one reconnects with back-off and captures in its own thread."""
+    spec = config.source.spec
+    if spec == SAMPLE_SOURCE:
+        return SampleClip()
+    source = open_source(spec, width=config.source.width, height=config.source.height, fps=config.source.fps)
+    if not source.live:
+        return source
+
+    def on_state(state: str, detail: str) -> None:
+        if pipeline is not None:
+            pipeline.events.publish(status_event(f"camera_{state}", device_id=config.device_id, detail=detail))
+
+    return Threaded(with_reconnect(source, backoff=config.source.reconnect_backoff_s, on_state=on_state))
+
+
+def run(config: Config, max_frames: int | None = None, print_events: bool = False, on_frame=None):
+    """Run until the source ends, ``max_frames``, SIGTERM or SIGINT; lights off and sinks closed on the way out."""
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
+    try:
+        with build_pipeline(config, print_events) as pipeline:
+            with build_source(config, pipeline) as source:
+                return pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=on_frame)
+    finally:
+        for sig, handler in previous.items():
+            signals.signal(sig, handler)

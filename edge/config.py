@@ -1,0 +1,140 @@
+"""maskwatch's one validated configuration: a TOML file plus command-line overrides.
+
+Every section is a pydantic model with ``extra="forbid"``: a mistyped key is an
+error naming the key, never a silent default. Example ``maskwatch.toml``::
+
+    device_id = "pole-7"
+
+    [source]
+    spec = "0"                 # camera index, /dev/videoN, rtsp://…, a video file, images, picamera2
+
+    [signal]
+    backend = "gpiozero"
+    red_pin = 17
+    buzzer_pin = 27
+
+    [events.mqtt]
+    host = "broker.local"
+"""
+from __future__ import annotations
+
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .classifier import DEFAULT_CLASSIFIER
+from .detector import DEFAULT_DETECTOR
+from .errors import ConfigError, one_line
+from .events import JsonlConfig, MqttConfig
+from .signal import SignalConfig
+from .tracker import TrackerConfig
+
+#: The built-in clip that needs no camera and no data: the shipped photo panned across a frame.
+SAMPLE_SOURCE = "sample"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Section):
+    spec: str = Field(SAMPLE_SOURCE, description="camera index or /dev/videoN, rtsp:// or http:// URL, video file, image folder or glob, picamera2, or 'sample'")
+    width: int | None = Field(None, gt=0, description="requested camera width")
+    height: int | None = Field(None, gt=0, description="requested camera height")
+    fps: float | None = Field(None, gt=0, description="requested camera frame rate")
+    reconnect_backoff_s: list[float] = Field([1, 2, 4, 8, 16, 30], min_length=1, description="waits between reopen attempts of a lost live source")
+
+
+class DetectorConfig(_Section):
+    model: str = Field(DEFAULT_DETECTOR, description="detector file in the manifest, or a path")
+    backend: str = Field("auto", description="auto, litert or onnx")
+    threads: int | None = Field(None, ge=1, description="inference threads")
+    score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
+    iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
+    input_size: int | None = Field(None, ge=32, description="longest input side for dynamic-shape models")
+    delegate: str | None = Field(None, description="LiteRT delegate: xnnpack, edgetpu, gpu")
+
+
+class ClassifierConfig(_Section):
+    model: str = Field(DEFAULT_CLASSIFIER, description="classifier file in the manifest, or a path")
+    backend: str = Field("auto", description="auto, litert or onnx")
+    threads: int | None = Field(None, ge=1, description="inference threads")
+
+
+class EventsConfig(_Section):
+    jsonl: JsonlConfig | None = Field(None, description="JSON Lines event log")
+    mqtt: MqttConfig | None = Field(None, description="MQTT publishing")
+    summary_interval_s: float = Field(60.0, gt=0, description="seconds between summary events")
+
+
+class PreviewConfig(_Section):
+    target: str | None = Field(None, description="annotated video file, or http://HOST:PORT for MJPEG")
+    password: str | None = Field(None, description="required when the MJPEG preview listens off localhost")
+    fps: float = Field(15.0, gt=0, description="frame rate written to a preview video file")
+
+
+class PrivacyConfig(_Section):
+    save_crops: bool = Field(False, description="write face crops to crops_dir (off: no face image leaves memory)")
+    crops_dir: Path | None = Field(None, description="where face crops go when save_crops is on")
+
+
+class Config(_Section):
+    """The whole runtime configuration."""
+
+    model_config = ConfigDict(extra="forbid", title="maskwatch")
+
+    device_id: str = Field(default_factory=socket.gethostname, description="names this device in events and topics")
+    models_dir: Path | None = Field(None, description="models folder (default: the shipped models)")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    signal: SignalConfig = Field(default_factory=SignalConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = tree.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {key} is not a section")
+        tree = node
+    tree[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key.path=value``; the value is read as TOML (numbers, booleans, strings, lists), else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """The config from ``path`` (optional) with dotted overrides applied; ConfigError naming the key."""
+    tree: dict = {}
+    where = str(path) if path else "config"
+    if path:
+        try:
+            tree = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {one_line(exc)}") from None

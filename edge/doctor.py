@@ -1,0 +1,83 @@
+"""``maskwatch doctor``: what this device has, and whether the config's needs are met."""
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import importlib
+import os
+
+from .config import SAMPLE_SOURCE, Config
+from .errors import MaskwatchError
+from .manifest import Manifest, verify_file
+
+
+def _check(name: str, probe) -> tuple[str, bool, str]:
+    try:
+        return name, True, str(probe() or "ok")
+    except Exception as exc:  # a doctor reports every failure, whatever its type
+        return name, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _litert():
+    from .runtimes.litert import interpreter_module
+
+    module = interpreter_module()
+    return module.__name__.split(".")[0]
+
+
+def _onnxruntime():
+    ort = importlib.import_module("onnxruntime")
+    return f"{ort.__version__}, providers: {', '.join(ort.get_available_providers())}"
+
+
+def _edgetpu():
+    if not ctypes.util.find_library("edgetpu"):
+        raise FileNotFoundError("libedgetpu.so.1 not found (install libedgetpu1-std)")
+    return "libedgetpu found"
+
+
+def _gpio():
+    from gpiozero import Device
+
+    factory = Device._default_pin_factory() if Device.pin_factory is None else Device.pin_factory
+    return type(factory).__name__
+
+
+def _cameras():
+    found = sorted(glob.glob("/dev/video*"))
+    if not found:
+        raise FileNotFoundError("no /dev/video* devices")
+    return ", ".join(found)
+
+
+def checks(config: Config) -> list[tuple[str, bool, str, bool]]:
+    """(name, ok, detail, needed by the config) for everything maskwatch can use here."""
+    models = Manifest.load(config.models_dir)
+    needed_models = {config.detector.model, config.classifier.model}
+    results = [(*_check("LiteRT", _litert), any(m.endswith(".tflite") for m in needed_models)),
+               (*_check("ONNX Runtime", _onnxruntime), any(m.endswith(".onnx") for m in needed_models)),
+               (*_check("Edge TPU delegate", _edgetpu), config.detector.delegate == "edgetpu"),
+               (*_check("GPIO pin factory", _gpio), config.signal.backend == "gpiozero"),
+               (*_check("cameras", _cameras), config.source.spec.isdigit() or config.source.spec.startswith("/dev/video"))]
+    if config.source.spec not in (SAMPLE_SOURCE,) and not config.source.spec.isdigit() and "://" not in config.source.spec:
+        results.append((*_check("source", lambda: os.path.exists(config.source.spec) or
+                                         (_ for _ in ()).throw(FileNotFoundError(f"{config.source.spec} not found"))), True))
+    for name, entry in sorted(models.entries.items()):
+        results.append((*_check(f"model {name}", lambda e=entry: verify_file(models.directory / e.file, e) or e.sha256[:12]),
+                        name in needed_models))
+    for name in needed_models - set(models.entries):
+        results.append((f"model {name}", False, f"not in {models.path}", True))
+    return results
+
+
+def report(config: Config) -> tuple[str, int]:
+    """The report's text and exit code: 1 when something the config needs is missing."""
+    lines, failed = [], False
+    for name, ok, detail, needed in checks(config):
+        mark = "ok  " if ok else ("FAIL" if needed else "--  ")
+        failed |= needed and not ok
+        lines.append(f"{mark} {name}: {detail}")
+    return "\n".join(lines), int(failed)
+
+
+__all__ = ["MaskwatchError", "checks", "report"]

@@ -1,0 +1,42 @@
+"""What the runtime saw, as events: to a JSON Lines file, to MQTT (with Home Assistant discovery), or both.
+
+Events are small dicts of scalars (see ``schema``): track ``new``/``update``/
+``end``, a periodic ``summary`` and camera ``status``. A sink has
+``publish(event)`` and ``close()``; ``open_sinks`` builds the configured ones
+behind one ``Fanout``. paho-mqtt is imported only when an MQTT sink is built.
+
+Example::
+
+    sink = open_sinks("pole-12", jsonl=JsonlConfig(path="events.jsonl"), mqtt=MqttConfig(host="broker.local"))
+    sink.publish(track_event("new", 7, "without_mask", 0.93, device_id="pole-12"))
+"""
+from __future__ import annotations
+
+from .fanout import Fanout
+from .jsonl import JsonlConfig, JsonlSink
+from .mqtt import BrokerUnavailable, MqttConfig, MqttSink
+from .schema import (STATE_OF_LABEL, EventError, SummaryCounter, status_event, track_event, utc_now,
+                     validate_event)
+from .sink import Sink, SinkClosed
+from .stdout import StdoutSink
+
+
+def open_sinks(device_id: str, jsonl: JsonlConfig | None = None, mqtt: MqttConfig | None = None,
+               stdout: bool = False) -> Fanout:
+    """Every configured sink behind one Fanout (empty when none is); a sink that fails closes the others."""
+    sinks: list[Sink] = [StdoutSink()] if stdout else []
+    try:
+        if jsonl is not None:
+            sinks.append(JsonlSink(jsonl))
+        if mqtt is not None:
+            sinks.append(MqttSink(mqtt, device_id=device_id))
+    except Exception:
+        for sink in sinks:
+            sink.close()
+        raise
+    return Fanout(sinks)
+
+
+__all__ = ["STATE_OF_LABEL", "BrokerUnavailable", "EventError", "Fanout", "JsonlConfig", "JsonlSink",
+           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "StdoutSink", "SummaryCounter", "open_sinks", "status_event",
+           "track_event", "utc_now", "validate_event"]

@@ -1,0 +1,142 @@
+"""The frame's journey, top to bottom: source -> detect -> crop -> classify -> track -> decide -> signal/publish.
+
+Everything the pipeline touches is injected (detector, classifier, tracker,
+indicator, event sink, preview), built once before the first frame.
+
+Example::
+
+    pipeline = Pipeline(FaceDetector(...), MaskClassifier(), Tracker(), indicator, sink, device_id="pole-7")
+    with pipeline:
+        pipeline.run(source)
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .events import SummaryCounter, track_event
+from .tracker import Track, Tracker, TrackUpdate
+
+log = logging.getLogger(__name__)
+STAGES = ("detect", "track", "classify", "signal", "publish", "preview", "frame")
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced."""
+
+    index: int
+    faces: object  #: edge.detector.Faces
+    tracks: list[Track]
+    state: str
+    classified: int
+    seconds: dict[str, float] = field(default_factory=dict)  #: per stage
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    faces: int = 0
+    classified: int = 0
+    events: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+class Pipeline:
+    """One camera's pipeline; ``process(frame)`` handles a frame, ``run(source)`` a whole stream."""
+
+    def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
+                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic):
+        self.detector, self.classifier, self.tracker = detector, classifier, tracker
+        self.indicator, self.events, self.preview = indicator, events, preview
+        self.device_id, self.clock = device_id, clock
+        self.stats = RunStats()
+        self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
+        self._closed = False
+
+    def _publish(self, event: dict) -> None:
+        self.events.publish(event)
+        self.summary.add(event)
+        self.stats.events[event["type"]] += 1
+
+    def _track_event(self, kind: str, track: Track) -> None:
+        self._publish(track_event(kind, track.id, track.label, round(track.label_score, 4), device_id=self.device_id))
+
+    def process(self, frame) -> FrameResult:
+        """Detect, classify due faces, track, decide, signal, publish and preview one frame."""
+        t0 = self.clock()
+        faces = self.detector.detect(frame.image)
+        t1 = self.clock()
+        update: TrackUpdate = self.tracker.update(faces.boxes, faces.scores, frame.index)
+        due = self.tracker.due(update.seen)
+        t2 = self.clock()
+        if due:
+            probabilities = self.classifier.classify_faces(frame.image, np.stack([t.box for t in due]))
+            for track, p in zip(due, probabilities):
+                best = int(p.argmax())
+                self.tracker.vote(track, self.classifier.labels[best], float(p[best]), update)
+        t3 = self.clock()
+        state = self.tracker.scene_state()
+        self.indicator.set_state(state)
+        t4 = self.clock()
+        for kind, tracks in (("new", update.new), ("update", update.changed), ("end", update.ended)):
+            for track in tracks:
+                if track.label is not None:
+                    self._track_event(kind, track)
+        if (summary := self.summary.poll()) is not None:
+            self._publish(summary)
+        t5 = self.clock()
+        if self.preview is not None:
+            self.preview.show(frame, faces, update.seen, state, self.stats.fps)
+        t6 = self.clock()
+        self.stats.frames += 1
+        self.stats.faces += len(faces)
+        self.stats.classified += len(due)
+        seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t4 - t3,
+                   "publish": t5 - t4, "preview": t6 - t5, "frame": t6 - t0}
+        return FrameResult(frame.index, faces, update.seen, state, len(due), seconds)
+
+    def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
+        """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""
+        started = self.clock()
+        while (max_frames is None or self.stats.frames < max_frames) and not (stop and stop.is_set()):
+            frame = source.read()
+            if frame is None:
+                break
+            result = self.process(frame)
+            self.stats.seconds = self.clock() - started
+            if on_frame:
+                on_frame(result)
+        return self.stats
+
+    def close(self) -> None:
+        """End every track (publishing ``end``), then lights off, sinks flushed and closed. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for track in list(self.tracker.tracks.values()):
+                if track.label is not None:
+                    self._track_event("end", track)
+            self.tracker.tracks.clear()
+        finally:
+            for part in (self.indicator, self.events, self.preview):
+                if part is not None:
+                    try:
+                        part.close()
+                    except Exception:  # closing must reach every part; the first failure is logged
+                        log.exception("closing %s failed", type(part).__name__)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,135 @@
+"""Annotated preview: to a video file, or as MJPEG over HTTP for an installer aiming the camera.
+
+Colours: green masked, red unmasked, orange incorrectly worn, grey not yet
+decided; each box shows label, score and track id, and the frame its FPS.
+The HTTP preview listens on 127.0.0.1 unless told otherwise; on any other
+address it requires a password (HTTP basic auth, user ``maskwatch``).
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+#: BGR colour per track state.
+COLOURS = {"masked": (0, 200, 0), "unmasked": (0, 0, 230), "incorrect": (0, 140, 255), None: (160, 160, 160)}
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def annotate(image: np.ndarray, tracks, state: str, fps: float) -> np.ndarray:
+    out = image.copy()
+    scale = max(0.4, max(out.shape[:2]) / 1000)
+    thickness = max(1, round(2 * scale))
+    for track in tracks:
+        colour = COLOURS[track.state]
+        x1, y1, x2, y2 = (int(round(v)) for v in track.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
+        text = f"#{track.id} {track.label or '?'} {track.label_score:.2f}" if track.label else f"#{track.id}"
+        cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, colour, thickness)
+    cv2.putText(out, f"{fps:5.1f} fps  {state}", (8, int(24 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX,
+                0.7 * scale, COLOURS.get(state if state != "idle" else None, (255, 255, 255)), thickness)
+    return out
+
+
+class VideoPreview:
+    """Writes annotated frames to a video file (mp4v for .mp4, MJPG for .avi)."""
+
+    def __init__(self, path: str | Path, fps: float = 15.0):
+        self.path, self.fps, self._writer = Path(path), fps, None
+
+    def show(self, frame, faces, tracks, state: str, fps: float) -> None:
+        image = annotate(frame.image, tracks, state, fps)
+        if self._writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (image.shape[1], image.shape[0]))
+            if not self._writer.isOpened():
+                raise ConfigError(f"{self.path}: OpenCV cannot write this video file")
+        self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class MjpegPreview:
+    """Serves the latest annotated frame as an MJPEG stream at ``http://HOST:PORT/``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, password: str | None = None, quality: int = 80):
+        if host not in LOCAL_HOSTS and not password:
+            raise ConfigError(f"preview on {host}: a password is required off localhost (preview.password)")
+        self.quality, self._jpeg, self._ready = quality, None, threading.Condition()
+        expected = "Basic " + base64.b64encode(f"maskwatch:{password}".encode()).decode() if password else None
+        preview = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if expected and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="maskwatch"')
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while True:
+                        jpeg = preview.next_jpeg(timeout=5)
+                        if jpeg is None:
+                            return
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                        self.wfile.write(jpeg + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-preview", daemon=True)
+        self._thread.start()
+        log.info("preview at http://%s:%d/", host, self.port)
+
+    def next_jpeg(self, timeout: float) -> bytes | None:
+        with self._ready:
+            self._ready.wait(timeout)
+            return self._jpeg
+
+    def show(self, frame, faces, tracks, state: str, fps: float) -> None:
+        ok, data = cv2.imencode(".jpg", annotate(frame.image, tracks, state, fps), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            with self._ready:
+                self._jpeg = data.tobytes()
+                self._ready.notify_all()
+
+    def close(self) -> None:
+        if self._server is not None:
+            with self._ready:
+                self._jpeg = None
+                self._ready.notify_all()
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def open_preview(target: str | None, password: str | None = None, fps: float = 15.0):
+    """``None``, a video file path, or ``http://HOST:PORT`` (MJPEG server)."""
+    if not target:
+        return None
+    if target.startswith("http://"):
+        url = urlparse(target)
+        return MjpegPreview(url.hostname or "127.0.0.1", url.port or 8080, password)
+    return VideoPreview(target, fps)

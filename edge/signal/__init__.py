@@ -1,0 +1,17 @@
+"""Light and buzzer for the runtime's decision: red/buzzer while unmasked, green while masked.
+
+One ``Indicator`` drives the outputs through a backend chosen by name
+(``auto``, ``gpiozero``, ``jetson``, ``mock``, ``none``; see ``backends``).
+Hardware libraries are imported only when their backend is chosen.
+
+Example::
+
+    with Indicator(SignalConfig(backend="mock", red_pin=17, green_pin=27, buzzer_pin=22)) as indicator:
+        indicator.set_state("masked")
+"""
+from .backends import BACKENDS, open_backend
+from .config import SignalConfig
+from .indicator import ALARMS, PATTERNS, STATES, Indicator, IndicatorClosed, UnknownSignalState
+
+__all__ = ["ALARMS", "BACKENDS", "PATTERNS", "STATES", "Indicator", "IndicatorClosed", "SignalConfig",
+           "UnknownSignalState", "open_backend"]

@@ -1,0 +1,111 @@
+"""maskwatch run end to end: real models, real videos, gpiozero's MockFactory, a real Mosquitto."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.app import build_pipeline, build_source, run
+from edge.cli import main
+from edge.config import load_config
+
+#: Frames within which an unmasked person must sound the buzzer (K-of-N voting, reclassify cadence).
+ALERT_WITHIN = 30
+
+
+def run_clip(path, tmp_path, max_frames=None, **overrides):
+    config = load_config(None, {"source.spec": str(path), "signal.backend": "mock", "device_id": "test-pole",
+                                "events.jsonl": {"path": str(tmp_path / "events.jsonl")}, **overrides})
+    seen = []
+    pipeline = build_pipeline(config)
+    buzzer_pin = pipeline.indicator.devices["buzzer"].pin
+    with pipeline, build_source(config, pipeline) as source:
+        pipeline.run(source, max_frames=max_frames,
+                     on_frame=lambda r: seen.append((r.index, r.state, buzzer_pin.states[-1].state)))
+    history = [state.state for state in buzzer_pin.states]  # after close: the pin's whole life
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    return seen, history, events
+
+
+def test_sample_clip_runs_the_whole_pipeline(tmp_path):
+    preview = tmp_path / "preview.mp4"
+    config = load_config(None, {"signal.backend": "mock", "device_id": "test-pole", "preview.target": str(preview),
+                                "events.jsonl": {"path": str(tmp_path / "events.jsonl")}})
+    stats = run(config)
+    assert stats.frames == 90 and stats.faces >= 85
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["type"], e["label"]) for e in events] == [("new", "without_mask"), ("end", "without_mask")]
+    assert preview.stat().st_size > 50_000
+
+
+def test_unmasked_clip_sounds_the_buzzer_and_publishes_to_mqtt(data, tmp_path, broker):
+    received = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-run-subscriber")
+    client.on_message = lambda c, u, message: received.append(json.loads(message.payload))
+    client.connect(*broker, 30)
+    client.subscribe("maskwatch/test-pole/events", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.3)
+        seen, history, events = run_clip(data / "videos" / "Gituatu_face-mask-detection__nomask.mp4", tmp_path,
+                                         **{"events.mqtt": {"host": broker[0], "port": broker[1], "required": True}})
+        deadline = time.time() + 5
+        while time.time() < deadline and not any(e.get("type") == "new" for e in received):
+            time.sleep(0.1)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    first_alarm = next(i for i, state, buzzer in seen if buzzer)
+    assert first_alarm < ALERT_WITHIN
+    news = [e for e in received if e["type"] == "new"]
+    assert news and news[0]["label"] == "without_mask" and news[0]["device_id"] == "test-pole"
+    assert [e["type"] for e in events].count("new") <= 2  # one person: one alert, not one per frame
+    assert history[-1] is False  # off after the run
+
+
+def test_masked_clip_never_sounds_the_buzzer(data, tmp_path):
+    seen, history, events = run_clip(data / "videos" / "Gituatu_face-mask-detection__mask.mp4", tmp_path)
+    assert len(seen) > 100
+    assert not any(history), "the buzzer sounded for a masked person"
+    assert any(e["type"] == "new" and e["label"] == "with_mask" for e in events)
+
+
+def test_wrong_config_key_is_rejected_by_name(tmp_path, capsys):
+    config = tmp_path / "maskwatch.toml"
+    config.write_text("[tracker]\nvote_agre = 3\n")
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "tracker.vote_agre" in err and "maskwatch.toml" in err
+
+
+def test_sigterm_switches_everything_off_and_exits_0(data, tmp_path):
+    clip = data / "videos" / "Gituatu_face-mask-detection__nomask.mp4"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", str(clip), "--gpio", "mock",
+                                "--print-events"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in process.stdout:
+            if '"type": "new"' in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err[-800:]
+    buzzer = next(line for line in err.splitlines() if "(buzzer)" in line)
+    assert " 1@" in buzzer and buzzer.rstrip().split(" ")[-1].startswith("0@"), buzzer
+    assert "signal 15: stopping" in err
+
+
+def test_doctor_reports_and_fails_on_what_the_config_needs(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "ok   LiteRT: ai_edge_litert" in out or "ok   LiteRT: tflite_runtime" in out
+    assert "ok   model retinaface_mnv2_320_int8.tflite" in out
+    assert main(["doctor", "--set", "detector.model=missing.tflite"]) == 1
+    assert "FAIL model missing.tflite" in capsys.readouterr().out
