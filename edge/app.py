@@ -27,14 +27,23 @@ log = logging.getLogger(__name__)
 MOCK_WIRING = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
 
 
+def runtime_options(section) -> dict:
+    """Backend-specific options of a model section: a LiteRT delegate or ONNX Runtime providers."""
+    if section.model.endswith(".tflite"):
+        return {"delegate": section.delegate} if section.delegate else {}
+    return {"providers": section.providers} if section.providers else {}
+
+
 def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     """Models, tracker, indicator, sinks and preview, all built before the first frame."""
     detector_settings = PostprocessSettings(score_threshold=config.detector.score_threshold,
                                             iou_threshold=config.detector.iou_threshold)
     detector = FaceDetector(config.detector.model, backend=config.detector.backend, threads=config.detector.threads,
-                            settings=detector_settings, input_size=config.detector.input_size, models_dir=config.models_dir)
+                            settings=detector_settings, input_size=config.detector.input_size, models_dir=config.models_dir,
+                            **runtime_options(config.detector))
     classifier = MaskClassifier(config.classifier.model, backend=config.classifier.backend,
-                                threads=config.classifier.threads, models_dir=config.models_dir)
+                                threads=config.classifier.threads, models_dir=config.models_dir,
+                                **runtime_options(config.classifier))
     signal_config = config.signal
     if signal_config.backend == "mock" and not signal_config.pins:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
@@ -50,8 +59,9 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         for part in parts:
             part.close()
         raise
+    crops_dir = config.privacy.crops_dir if config.privacy.save_crops else None
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
-                    preview=preview, summary_interval_s=config.events.summary_interval_s)
+                    preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir)
 
 
 def build_source(config: Config, pipeline: Pipeline | None = None):

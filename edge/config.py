@@ -21,9 +21,9 @@ from __future__ import annotations
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .classifier import DEFAULT_CLASSIFIER
 from .detector import DEFAULT_DETECTOR
@@ -55,13 +55,16 @@ class DetectorConfig(_Section):
     score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
     iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
     input_size: int | None = Field(None, ge=32, description="longest input side for dynamic-shape models")
-    delegate: str | None = Field(None, description="LiteRT delegate: xnnpack, edgetpu, gpu")
+    delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
+    providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
 
 
 class ClassifierConfig(_Section):
     model: str = Field(DEFAULT_CLASSIFIER, description="classifier file in the manifest, or a path")
     backend: str = Field("auto", description="auto, litert or onnx")
     threads: int | None = Field(None, ge=1, description="inference threads")
+    delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
+    providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
 
 
 class EventsConfig(_Section):
@@ -77,8 +80,14 @@ class PreviewConfig(_Section):
 
 
 class PrivacyConfig(_Section):
-    save_crops: bool = Field(False, description="write face crops to crops_dir (off: no face image leaves memory)")
+    save_crops: bool = Field(False, description="write each classified face crop to crops_dir (off: no face image leaves memory)")
     crops_dir: Path | None = Field(None, description="where face crops go when save_crops is on")
+
+    @model_validator(mode="after")
+    def _crops_dir_given(self):
+        if self.save_crops and self.crops_dir is None:
+            raise ValueError("save_crops needs crops_dir")
+        return self
 
 
 class Config(_Section):

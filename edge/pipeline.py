@@ -54,10 +54,11 @@ class Pipeline:
     """One camera's pipeline; ``process(frame)`` handles a frame, ``run(source)`` a whole stream."""
 
     def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
-                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic):
+                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.indicator, self.events, self.preview = indicator, events, preview
         self.device_id, self.clock = device_id, clock
+        self.crops_dir = crops_dir  #: only when the config asks: face crops are otherwise never written
         self.stats = RunStats()
         self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
         self._closed = False
@@ -83,6 +84,8 @@ class Pipeline:
             for track, p in zip(due, probabilities):
                 best = int(p.argmax())
                 self.tracker.vote(track, self.classifier.labels[best], float(p[best]), update)
+                if self.crops_dir is not None:
+                    self._save_crop(frame, track, self.classifier.labels[best])
         t3 = self.clock()
         state = self.tracker.scene_state()
         self.indicator.set_state(state)
@@ -103,6 +106,16 @@ class Pipeline:
         seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t4 - t3,
                    "publish": t5 - t4, "preview": t6 - t5, "frame": t6 - t0}
         return FrameResult(frame.index, faces, update.seen, state, len(due), seconds)
+
+    def _save_crop(self, frame, track: Track, label: str) -> None:
+        """Only with ``privacy.save_crops``: the classified crop as a JPEG named by device, frame, track, label."""
+        import cv2
+
+        from .image import crop_with_margin
+
+        self.crops_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{self.device_id}_f{frame.index:07d}_t{track.id}_{label}.jpg"
+        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, self.classifier.margin))
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""

@@ -118,3 +118,13 @@ def test_corrupt_manifest_is_one_line_error(tmp_path):
 def test_wrong_backend_for_file_is_refused():
     with pytest.raises(ConfigError, match="onnx runs .onnx"):
         FaceDetector("retinaface_mnv2_320_int8.tflite", backend="onnx")
+
+
+def test_missing_delegate_or_provider_is_a_clear_error():
+    from edge.errors import RuntimeUnavailable
+
+    with pytest.raises(RuntimeUnavailable, match="edgetpu: cannot load libedgetpu.so.1"):
+        FaceDetector("retinaface_mnv2_320_int8.tflite", delegate="edgetpu")
+    with pytest.raises(RuntimeUnavailable, match="TensorrtExecutionProvider"):
+        FaceDetector("retinaface_mnv2_fp32.onnx", providers=["TensorrtExecutionProvider"])
+    assert FaceDetector("retinaface_mnv2_320_int8.tflite", delegate="xnnpack").runtime.delegate == "xnnpack"

@@ -109,3 +109,15 @@ def test_doctor_reports_and_fails_on_what_the_config_needs(capsys):
     assert "ok   model retinaface_mnv2_320_int8.tflite" in out
     assert main(["doctor", "--set", "detector.model=missing.tflite"]) == 1
     assert "FAIL model missing.tflite" in capsys.readouterr().out
+
+
+def test_no_face_image_is_written_unless_the_config_asks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything written to a relative path would land here
+    before = set(tmp_path.rglob("*"))
+    run(load_config(None, {"signal.backend": "none", "device_id": "p"}), max_frames=12)
+    assert set(tmp_path.rglob("*")) == before
+    crops = tmp_path / "crops"
+    run(load_config(None, {"signal.backend": "none", "device_id": "p", "privacy.save_crops": True,
+                           "privacy.crops_dir": str(crops)}), max_frames=12)
+    saved = sorted(crops.iterdir())
+    assert saved and all(p.name.startswith("p_f") and p.suffix == ".jpg" for p in saved)

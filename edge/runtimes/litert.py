@@ -6,6 +6,7 @@ here, when a model is loaded, never at module import.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 from pathlib import Path
@@ -16,6 +17,12 @@ from ..errors import ModelError, RuntimeUnavailable
 
 #: Interpreter modules tried in order; MASKWATCH_LITERT names one to force it.
 LIBRARIES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+#: Delegates by name -> shared library loaded with ``load_delegate`` (XNNPACK is built in: no library).
+DELEGATES = {
+    "xnnpack": None,
+    "edgetpu": "libedgetpu.so.1",
+    "gpu": "libtensorflowlite_gpu_delegate.so",
+}
 
 
 def interpreter_module(library: str | None = None):
@@ -34,16 +41,31 @@ def interpreter_module(library: str | None = None):
     )
 
 
+def load_delegate(module, name: str):
+    """The named delegate, loaded from its shared library; RuntimeUnavailable naming the library if missing."""
+    library = DELEGATES[name]
+    try:
+        ctypes.CDLL(library)  # check first: a failed load_delegate leaves a half-built Delegate that errors on exit
+        return module.load_delegate(library)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise RuntimeUnavailable(f"LiteRT delegate {name}: cannot load {library} ({str(exc).splitlines()[0] or 'not found'})") from None
+
+
 class LiteRTRuntime:
     """Runs a ``.tflite`` file; outputs keyed by its signature's output names."""
 
     name = "litert"
 
-    def __init__(self, path: Path, threads: int | None = None, library: str | None = None):
+    def __init__(self, path: Path, threads: int | None = None, library: str | None = None, delegate: str | None = None):
         module = interpreter_module(library)
         self.library = module.__name__.split(".")[0]
+        delegates = [load_delegate(module, delegate)] if delegate and DELEGATES.get(delegate) else []
+        if delegate and delegate not in DELEGATES:
+            raise RuntimeUnavailable(f"LiteRT delegate {delegate!r} is not one of: {', '.join(DELEGATES)}")
+        self.delegate = delegate or "xnnpack"
         try:
-            self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter = module.Interpreter(model_path=str(path), num_threads=threads,
+                                                   experimental_delegates=delegates or None)
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load it ({str(exc).splitlines()[0]})") from None
