@@ -63,6 +63,38 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(doctor)
     doctor.set_defaults(handler=_doctor)
 
+    predict = sub.add_parser("predict", help="detector + classifier on images, one JSON line per image",
+                             description="Run the whole pipeline on image files, folders or globs; boxes in each image's pixels.")
+    predict.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    predict.add_argument("--jsonl", type=Path, required=True, help="output file ('-' for standard output)")
+    _model_options(predict)
+    predict.set_defaults(handler=_predict)
+
+    evaluate = sub.add_parser("eval", help="accuracy on annotated scenes (--voc) or crop folders (--crops)",
+                              description="Score model variants side by side; prints tables, writes JSON.")
+    target = evaluate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--voc", type=Path, help="PASCAL VOC folder (images/, annotations/)")
+    target.add_argument("--crops", type=Path, help="folder with one subfolder of face crops per class")
+    evaluate.add_argument("--variants", nargs="+", default=["litert-int8-320"], metavar="NAME",
+                          help="model/backend/size combinations, as in bench (default: %(default)s)")
+    evaluate.add_argument("--split", choices=["train", "val", "all"], default="val", help="side of the content-hash split (default: %(default)s)")
+    evaluate.add_argument("--json", type=Path, default=None, help="write all figures here")
+    evaluate.add_argument("--threads", type=int, default=None)
+    evaluate.set_defaults(handler=_eval)
+
+    bench = sub.add_parser("bench", help="latency per stage and FPS for every backend, precision and input size",
+                           description="Benchmark the shipped models on this device; writes JSON, markdown and a PNG plot.")
+    bench.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="default: all (see benchmarks/bench.py)")
+    bench.add_argument("--warmup", type=int, default=10)
+    bench.add_argument("--repeats", type=int, default=100)
+    bench.add_argument("--clip-frames", type=int, default=300, help="frames for the FPS measurement")
+    bench.add_argument("--video", default=None, help="video file for the FPS measurement (default: the five-face frame)")
+    bench.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    bench.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json, bench.md, bench.png")
+    bench.add_argument("--baseline", action="store_true", help="also the float TensorFlow pipeline (needs maskwatch[convert])")
+    bench.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
+    bench.set_defaults(handler=_bench)
+
     add_convert_commands(sub, str(default_models_dir()))
     return parser
 
@@ -86,6 +118,102 @@ def _detect(args: argparse.Namespace) -> int:
         print(json.dumps({"image": path.name, "faces": [
             {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
             for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
+    return 0
+
+
+def _model_options(parser) -> None:
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector model (default: %(default)s)")
+    parser.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="classifier model (default: %(default)s)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "litert", "onnx"], help="runtime for both models")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument("--input-size", type=int, default=None, help="longest input side for dynamic-shape detectors")
+    parser.add_argument("--threshold", type=float, default=0.5, help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
+
+
+def _predictor(args: argparse.Namespace, detector: str | None = None, classifier: str | None = None):
+    from .classifier import MaskClassifier
+    from .detector import FaceDetector
+    from .postprocess import PostprocessSettings
+    from .predict import ImagePredictor
+
+    return ImagePredictor(
+        FaceDetector(detector or args.detector, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
+                     settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size),
+        MaskClassifier(classifier or args.classifier, backend=args.backend, threads=args.threads, models_dir=args.models_dir))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .image import expand_images
+    from .predict import predict_files
+
+    files = expand_images(args.images)
+    predictor = _predictor(args)
+    if str(args.jsonl) == "-":
+        predict_files(predictor, files, sys.stdout, progress=False)
+    else:
+        args.jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.jsonl, "w") as out:
+            predict_files(predictor, files, out)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .classifier import MaskClassifier
+    from .detector import FaceDetector
+    from .errors import ConfigError
+    from .evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, scene_figures
+    from .postprocess import PostprocessSettings
+    from .predict import ImagePredictor
+    from .scoring import table
+    from .variants import VARIANTS
+
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    results = {}
+    for name in args.variants:
+        detector_file, classifier_file, size = VARIANTS[name]
+        classifier = MaskClassifier(classifier_file, threads=args.threads)
+        if args.crops:
+            results[name] = crop_figures(classifier, args.crops, args.split)
+        else:
+            detector = FaceDetector(detector_file, threads=args.threads, input_size=size,
+                                    settings=PostprocessSettings(score_threshold=EVAL_THRESHOLD))
+            results[name] = scene_figures(predictor_process(ImagePredictor(detector, classifier)), args.voc, args.split)
+        print(f"## {name}\n\n{table(results[name])}\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import os
+
+    from benchmarks.bench import BenchConfig, run_variants, write
+
+    from .variants import VARIANTS
+
+    from .errors import ConfigError, RuntimeUnavailable
+
+    unknown = [v for v in args.variants or [] if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    if args.baseline:
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'") from None
+    config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,
+                         threads=args.threads or os.cpu_count())
+    document = run_variants(args.variants or list(VARIANTS), config)
+    if args.baseline:
+        from benchmarks.baseline import compare
+
+        document["baseline"] = compare(document, config, args.voc)
+    for path in write(document, args.out):
+        print(path)
     return 0
 
 
