@@ -104,7 +104,16 @@ def measure(variant: str, config: BenchConfig) -> dict:
     pipeline.close()
     return {"variant": variant, "detector": detector_name, "classifier": classifier_name,
             "detector_input": list(box.__dict__.values())[2:], "faces_in_frame": len(faces),
-            "stages": stages, "clip": clip, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "stages": stages, "clip": clip, "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident set (VmHWM). ``getrusage``'s ru_maxrss is not used: Linux carries
+    it across exec, so a child started by a large parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _clip_fps(pipeline, source, config: BenchConfig) -> dict:

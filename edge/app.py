@@ -12,6 +12,7 @@ import threading
 
 from .classifier import MaskClassifier
 from .config import SAMPLE_SOURCE, Config
+from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
 from .events import open_sinks, status_event
 from .pipeline import Pipeline
@@ -87,10 +88,19 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
     if threading.current_thread() is threading.main_thread():
         for sig in (signals.SIGTERM, signals.SIGINT):
             previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
+    watchdog = Watchdog.from_env()  # systemd's notify socket; does nothing outside systemd
     try:
         with build_pipeline(config, print_events) as pipeline:
             with build_source(config, pipeline) as source:
-                return pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=on_frame)
+                watchdog.ready(f"running on {config.source.spec}")
+
+                def frame_done(result):
+                    watchdog.ping(status=f"{pipeline.stats.frames} frames, {pipeline.stats.fps:.1f} fps")
+                    if on_frame:
+                        on_frame(result)
+
+                return pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=frame_done)
     finally:
+        watchdog.stopping()
         for sig, handler in previous.items():
             signals.signal(sig, handler)

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
     bench.set_defaults(handler=_bench)
 
+    from .deploy import add_commands as add_deploy_commands
+
+    add_deploy_commands(sub)
     add_convert_commands(sub, str(default_models_dir()))
     return parser
 
@@ -201,10 +204,10 @@ def _bench(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
     if args.baseline:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'") from None
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:  # found, not imported: variants run before TensorFlow loads
+            raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'")
     config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,
                          threads=args.threads or os.cpu_count())
     document = run_variants(args.variants or list(VARIANTS), config)

@@ -121,3 +121,26 @@ def test_no_face_image_is_written_unless_the_config_asks(tmp_path, monkeypatch):
                            "privacy.crops_dir": str(crops)}), max_frames=12)
     saved = sorted(crops.iterdir())
     assert saved and all(p.name.startswith("p_f") and p.suffix == ".jpg" for p in saved)
+
+
+def test_run_tells_systemd_it_is_ready_and_alive(tmp_path, monkeypatch):
+    import socket
+
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(0.5)  # the messages are already queued when run() returns
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    run(load_config(None, {"signal.backend": "none", "device_id": "p"}), max_frames=30)
+    messages = []
+    try:
+        while True:
+            messages.append(server.recv(4096).decode())
+    except socket.timeout:
+        pass
+    finally:
+        server.close()
+    text = "\n".join(messages)
+    assert "READY=1" in text and "WATCHDOG=1" in text and "STOPPING=1" in text

@@ -1,0 +1,277 @@
+"""``maskwatch bundle``: one offline-installable archive for a device, built on a connected workstation.
+
+Layout of ``maskwatch-<version>-<target>.tar.gz`` (one top folder of that name)::
+
+    install.sh            offline installer: checks SHA256SUMS, venv, pip --no-index, models, config, unit
+    SHA256SUMS            sha256 of every other file (``sha256sum -c`` format)
+    target.env            the target's Python version and machine, read by install.sh
+    bundle.json           what is inside: target, version, wheels, models, build time
+    wheels/*.whl          maskwatch's own wheel (``pip wheel --no-deps``) and its runtime dependencies
+                          for the target (``pip download --only-binary=:all: --platform ...``); no TensorFlow
+    models/               the model files named (default: the config's detector and classifier)
+    models/manifest.json  their manifest entries only, so the runtime checks their sha256
+    config/maskwatch.toml the config given, or a commented default
+    systemd/maskwatch.service  the unit for the default layout (install.sh rewrites its paths)
+
+Models: the maskwatch wheel already holds every shipped model (package ``edge.models``), but the
+bundle also ships the chosen models separately; install.sh puts them in ``<prefix>/models`` and the
+unit sets ``MASKWATCH_MODELS`` there. So the models a pole runs are exactly the bundle's (a
+different detector, or a retrained classifier, is a new bundle, not a new wheel), checked twice:
+by SHA256SUMS at install and by the manifest at every start. The wheel's copies are a fallback for
+running ``maskwatch`` by hand without ``MASKWATCH_MODELS``.
+
+Example::
+
+    maskwatch bundle --target linux-aarch64-py311 --out dist/ --config pole-7.toml
+    scp dist/maskwatch-0.1.0-linux-aarch64-py311.tar.gz pi@pole-7:
+    ssh pi@pole-7 'tar xzf maskwatch-*.tar.gz && sudo maskwatch-*/install.sh'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+from ..manifest import sha256_of
+from . import DeployError
+from .service import UnitSettings, render_unit
+
+log = logging.getLogger(__name__)
+
+#: Newest glibc the wheels may need: Raspberry Pi OS Bookworm has 2.36, JetPack 6 (Ubuntu 22.04) 2.35,
+#: JetPack 5 (Ubuntu 20.04) 2.31. pip does not widen ``manylinux_2_28`` to older tags, so each is listed.
+MAX_GLIBC_MINOR = 28
+FORBIDDEN = ("tensorflow", "tf_keras", "tensorboard", "keras")   #: never on a device
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    machine: str
+    python: str
+
+    @property
+    def platforms(self) -> list[str]:
+        tags = [f"manylinux_2_{minor}_{self.machine}" for minor in range(MAX_GLIBC_MINOR, 16, -1)]
+        return tags + [f"manylinux2014_{self.machine}"]
+
+
+TARGETS = {t.name: t for t in (
+    Target("linux-aarch64-py311", "aarch64", "3.11"),   # Raspberry Pi OS Bookworm (64-bit)
+    Target("linux-aarch64-py313", "aarch64", "3.13"),   # Raspberry Pi OS Trixie
+    Target("linux-x86_64-py311", "x86_64", "3.11"),     # x86 boxes, CI
+)}
+
+DEFAULT_CONFIG = """\
+# maskwatch configuration, installed by the bundle's install.sh. Every key is described in
+# edge/config.py and the README; a mistyped key is an error naming it.
+#
+# Models: the service sets MASKWATCH_MODELS to the bundle's models folder (<prefix>/models);
+# models_dir here would override it.
+
+# device_id = "pole-7"              # names this device in events and MQTT topics (default: host name)
+
+[source]
+spec = "0"                          # camera index or /dev/videoN, rtsp://..., picamera2
+
+[signal]
+backend = "auto"                    # gpiozero on a Pi, Jetson.GPIO on a Jetson, else none
+# red_pin = 17
+# green_pin = 27
+# buzzer_pin = 22
+
+[events.jsonl]
+path = "/var/lib/maskwatch/events.jsonl"   # the service may write only under /var/lib/maskwatch
+
+# [events.mqtt]
+# host = "broker.local"
+# username = "pole-7"
+# password = "secret"
+# tls = true
+"""
+
+_SOURCE_IGNORE = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__",
+                                        ".pytest_cache", ".cache", "maskwatch-out", "out", "*.keras", "*.tmp")
+
+
+def _step(name: str, started: float, timings: dict) -> float:
+    now = time.monotonic()
+    timings[name] = round(now - started, 2)
+    log.info("bundle: %s took %.1f s", name, now - started)
+    return now
+
+
+def source_tree() -> Path:
+    """The maskwatch checkout this package runs from (its wheel is built from it)."""
+    import edge
+
+    root = Path(edge.__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.exists() or 'name = "maskwatch"' not in pyproject.read_text():
+        raise DeployError(f"{root}: not a maskwatch source tree; bundle needs one to build the wheel (--source DIR)")
+    return root
+
+
+def _pip(args: list[str], what: str) -> None:
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    log.debug("running %s", " ".join(command))
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:]
+        raise DeployError(f"{what} failed (pip exit {done.returncode}): {errors[0] if errors else 'no output'}")
+
+
+def build_wheel(source: Path, wheels: Path, scratch: Path) -> Path:
+    """maskwatch's own wheel, built from a clean copy of the tree (the checkout gets no build/ folder)."""
+    copy = scratch / "src"
+    shutil.copytree(source, copy, ignore=_SOURCE_IGNORE)
+    _pip(["wheel", "--no-deps", "--wheel-dir", str(wheels), str(copy)], "building the maskwatch wheel")
+    built = sorted(wheels.glob("maskwatch-*.whl"))
+    if len(built) != 1:
+        raise DeployError(f"{wheels}: expected one maskwatch wheel, found {[p.name for p in built]}")
+    return built[0]
+
+
+def download_dependencies(target: Target, own_wheel: Path, wheels: Path) -> None:
+    """The runtime dependencies of ``own_wheel`` (no extras: no TensorFlow) as wheels for the target."""
+    platforms = [arg for tag in target.platforms for arg in ("--platform", tag)]
+    _pip(["download", "--dest", str(wheels), "--only-binary=:all:", "--implementation", "cp",
+          "--python-version", target.python, *platforms, str(own_wheel)],
+         f"downloading wheels for {target.name} (needs the package index)")
+    forbidden = [p.name for p in wheels.glob("*.whl") if p.name.split("-")[0].lower() in FORBIDDEN]
+    if forbidden:
+        raise DeployError(f"the wheelhouse for {target.name} pulled in {forbidden[0]}: a device never gets TensorFlow")
+
+
+def add_models(names: list[str], models_src: Path, dest: Path) -> list[str]:
+    """Copy each named model (hash checked) and write a manifest holding only their entries."""
+    from ..manifest import Manifest
+
+    manifest = Manifest.load(models_src)
+    entries = {}
+    dest.mkdir(parents=True)
+    for name in names:
+        path, entry = manifest.resolve(name)
+        entries[entry.file] = entry
+        shutil.copyfile(path, dest / entry.file)
+    Manifest(dest, entries).save()
+    return sorted(entries)
+
+
+def write_install_script(root: Path) -> None:
+    text = resources.files(__package__).joinpath("install.sh").read_text()
+    (root / "install.sh").write_text(text)
+    (root / "install.sh").chmod(0o755)
+
+
+def write_sums(root: Path) -> None:
+    """``SHA256SUMS`` in ``sha256sum`` format: every file under ``root`` but itself, sorted."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    lines = [f"{sha256_of(root / name)}  {name}\n" for name in files if name != "SHA256SUMS"]
+    (root / "SHA256SUMS").write_text("".join(lines))
+
+
+def write_archive(root: Path, archive: Path) -> None:
+    """tar.gz of ``root`` under its own name; root-owned, 0644 files (0755 for install.sh), written atomically."""
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        if info.isdir() or info.name.endswith("/install.sh"):
+            info.mode = 0o755
+        else:
+            info.mode = 0o644
+        return info
+
+    tmp = archive.with_name(f".{archive.name}.tmp")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        tar.add(root, arcname=root.name, filter=clean)
+    tmp.replace(archive)
+
+
+def build_bundle(target_name: str, out: Path, config_path: Path | None = None, models: list[str] | None = None,
+                 source: Path | None = None) -> Path:
+    """Build ``<out>/maskwatch-<version>-<target>.tar.gz``; returns its path. Logs each step's time."""
+    from .. import __version__
+    from ..config import load_config
+    from ..manifest import default_models_dir
+
+    if target_name not in TARGETS:
+        raise DeployError(f"unknown target {target_name!r}; choose from: {', '.join(TARGETS)}")
+    target = TARGETS[target_name]
+    config_text = Path(config_path).read_text() if config_path else DEFAULT_CONFIG
+    config = load_config(config_path)                      # a bad config fails here, not on the pole
+    names = list(dict.fromkeys(models or [config.detector.model, config.classifier.model]))
+    shipped = {Path(n).name for n in names}
+    for needed in (config.detector.model, config.classifier.model):
+        if Path(needed).name not in shipped:
+            raise DeployError(f"the config uses {needed} but the bundle ships only {', '.join(sorted(shipped))}; "
+                              "add it to --models")
+    source = Path(source) if source else source_tree()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"maskwatch-{__version__}-{target.name}"
+    archive = out / f"{name}.tar.gz"
+    timings: dict[str, float] = {}
+    started = t = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=".maskwatch-bundle-", dir=out) as scratch:
+        scratch = Path(scratch)
+        root = scratch / name
+        wheels = root / "wheels"
+        wheels.mkdir(parents=True)
+        model_files = add_models(names, config.models_dir or default_models_dir(), root / "models")
+        t = _step("models", t, timings)
+        own = build_wheel(source, wheels, scratch)
+        t = _step("maskwatch wheel", t, timings)
+        download_dependencies(target, own, wheels)
+        t = _step("dependency wheels", t, timings)
+        (root / "config").mkdir()
+        (root / "config" / "maskwatch.toml").write_text(config_text)
+        (root / "systemd").mkdir()
+        (root / "systemd" / "maskwatch.service").write_text(render_unit(UnitSettings()))
+        write_install_script(root)
+        (root / "target.env").write_text(f"MW_VERSION={__version__}\nMW_TARGET={target.name}\n"
+                                         f"MW_PYTHON={target.python}\nMW_MACHINE={target.machine}\n")
+        wheel_names = sorted(p.name for p in wheels.glob("*.whl"))
+        (root / "bundle.json").write_text(json.dumps({
+            "maskwatch": __version__, "target": target.name, "python": target.python, "machine": target.machine,
+            "platforms": target.platforms, "wheels": wheel_names, "models": model_files,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }, indent=2) + "\n")
+        write_sums(root)
+        t = _step("checksums", t, timings)
+        write_archive(root, archive)
+        _step("archive", t, timings)
+    size = archive.stat().st_size / 1e6
+    log.info("bundle: %s, %.1f MB, %d wheels, models %s, %.1f s in all (%s)", archive, size, len(wheel_names),
+             ", ".join(model_files), time.monotonic() - started, ", ".join(f"{k} {v} s" for k, v in timings.items()))
+    return archive
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    bundle = sub.add_parser("bundle", help="build one offline-installable archive for a device",
+                            description="Wheels for the device, models with their manifest, config, systemd unit and "
+                                        "install.sh (no network needed on the device; sha256 checked), in one tar.gz.")
+    bundle.add_argument("--target", required=True, choices=list(TARGETS), help="device platform and Python")
+    bundle.add_argument("--out", type=Path, required=True, help="folder for the archive")
+    bundle.add_argument("--config", type=Path, default=None, help="config for the device (default: a commented default)")
+    bundle.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                        help="model files from the manifest (default: the config's detector and classifier)")
+    bundle.add_argument("--source", type=Path, default=None, help="maskwatch source tree (default: the one running)")
+    bundle.set_defaults(handler=_bundle)
+    return bundle
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    print(build_bundle(args.target, args.out, args.config, args.models, args.source))
+    return 0

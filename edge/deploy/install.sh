@@ -1,0 +1,149 @@
+#!/bin/sh
+# maskwatch offline installer: run from an unpacked bundle (maskwatch bundle ...). Needs no network.
+#
+#   sudo ./install.sh                      # /opt/maskwatch, /etc/maskwatch/maskwatch.toml, systemd service
+#   MASKWATCH_PREFIX=/tmp/mw MASKWATCH_SYSTEM=0 ./install.sh     # anywhere, no user/systemctl (tests)
+#
+# Options (flag or environment variable):
+#   --prefix DIR     MASKWATCH_PREFIX     venv/ and models/ go here             (/opt/maskwatch)
+#   --config FILE    MASKWATCH_CONFIG     the config file                       (/etc/maskwatch/maskwatch.toml)
+#   --state-dir DIR  MASKWATCH_STATE_DIR  events and spool; the one writable place (/var/lib/maskwatch)
+#   --unit-dir DIR   MASKWATCH_UNIT_DIR   where the systemd unit goes           (/etc/systemd/system)
+#   --user NAME      MASKWATCH_USER       the service account                   (maskwatch)
+#   --python EXE     PYTHON               the interpreter for the venv          (python3)
+#   --no-system      MASKWATCH_SYSTEM=0   no account, no chown, no systemctl
+#
+# Every file is checked against SHA256SUMS first; a changed, missing or extra file stops the
+# install before anything is written. An existing config is kept (the bundle's goes beside it as .new).
+set -eu
+
+PREFIX=${MASKWATCH_PREFIX:-/opt/maskwatch}
+CONFIG=${MASKWATCH_CONFIG:-/etc/maskwatch/maskwatch.toml}
+STATE_DIR=${MASKWATCH_STATE_DIR:-/var/lib/maskwatch}
+UNIT_DIR=${MASKWATCH_UNIT_DIR:-/etc/systemd/system}
+SERVICE_USER=${MASKWATCH_USER:-maskwatch}
+PYTHON=${PYTHON:-python3}
+SYSTEM=${MASKWATCH_SYSTEM:-1}
+UNIT=maskwatch.service
+
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: error: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --prefix) PREFIX=$2; shift 2 ;;
+        --config) CONFIG=$2; shift 2 ;;
+        --state-dir) STATE_DIR=$2; shift 2 ;;
+        --unit-dir) UNIT_DIR=$2; shift 2 ;;
+        --user) SERVICE_USER=$2; shift 2 ;;
+        --python) PYTHON=$2; shift 2 ;;
+        --no-system) SYSTEM=0; shift ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+for path in "$PREFIX" "$CONFIG" "$STATE_DIR" "$UNIT_DIR"; do
+    case $path in
+        /*) ;;
+        *) die "$path: paths must be absolute" ;;
+    esac
+    case $path in
+        *[\|\&\\\ ]*) die "$path: spaces, |, & and backslashes are not supported in paths" ;;
+    esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# 1. Every file is the one that was bundled, and nothing was added.
+command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
+[ -f SHA256SUMS ] || die "$here/SHA256SUMS missing: not a maskwatch bundle"
+if ! sha256sum -c --strict SHA256SUMS >"$work/check" 2>&1; then
+    sed -n 's/: FAILED.*$//p' "$work/check" | sort -u | while read -r bad; do
+        echo "install.sh: checksum mismatch: $bad" >&2
+    done
+    die "the bundle in $here is corrupt or was changed (see SHA256SUMS); nothing installed"
+fi
+find . -type f ! -path ./SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort >"$work/present"
+sed 's/^[0-9a-f]\{64\}  //' SHA256SUMS | LC_ALL=C sort >"$work/listed"
+extra=$(LC_ALL=C comm -23 "$work/present" "$work/listed")
+[ -z "$extra" ] || die "not in SHA256SUMS: $(echo $extra); nothing installed"
+say "checked $(wc -l <SHA256SUMS) files against SHA256SUMS"
+. ./target.env
+
+# 2. The interpreter matches the wheels.
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON or --python)"
+have=$("$PYTHON" -c 'import platform, sys; print("%d.%d %s" % (sys.version_info[0], sys.version_info[1], platform.machine()))')
+[ "$have" = "$MW_PYTHON $MW_MACHINE" ] || \
+    die "this bundle ($MW_TARGET) is for Python $MW_PYTHON on $MW_MACHINE; $PYTHON is $have"
+if [ "$SYSTEM" = 1 ] && [ "$(id -u)" != 0 ]; then
+    die "run as root (sudo), or with MASKWATCH_SYSTEM=0 to skip the account and systemd steps"
+fi
+
+# 3. The venv, from the bundled wheels only.
+mkdir -p "$PREFIX"
+if [ ! -x "$PREFIX/venv/bin/python" ]; then
+    "$PYTHON" -m venv "$PREFIX/venv" || die "could not create $PREFIX/venv (Debian: apt install python3-venv)"
+fi
+PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$PREFIX/venv/bin/python" -m pip install --quiet --no-index --find-links "$here/wheels" "maskwatch==$MW_VERSION" \
+    || die "pip could not install maskwatch $MW_VERSION from $here/wheels"
+say "installed maskwatch $MW_VERSION into $PREFIX/venv"
+
+# 4. Models (replaced as a whole), state folder, config (an existing one is kept).
+rm -rf "$PREFIX/models.new"
+mkdir -p "$PREFIX/models.new"
+cp models/* "$PREFIX/models.new/"
+chmod 644 "$PREFIX/models.new/"*
+rm -rf "$PREFIX/models"
+mv "$PREFIX/models.new" "$PREFIX/models"
+say "models in $PREFIX/models: $(cd models && ls | tr '\n' ' ')"
+mkdir -p "$STATE_DIR" "$(dirname "$CONFIG")"
+sed "s|/var/lib/maskwatch|$STATE_DIR|g" config/maskwatch.toml >"$work/config"
+if [ -f "$CONFIG" ] && ! cmp -s "$work/config" "$CONFIG"; then
+    cp "$work/config" "$CONFIG.new"
+    say "kept your $CONFIG; the bundle's config is $CONFIG.new"
+else
+    cp "$work/config" "$CONFIG"
+    say "config: $CONFIG"
+fi
+chmod 640 "$CONFIG"
+
+# 5. The account and the groups the unit names (gpio: GPIO pins, video: cameras).
+if [ "$SYSTEM" = 1 ]; then
+    for group in gpio video; do
+        getent group "$group" >/dev/null || { groupadd --system "$group"; say "created group $group"; }
+    done
+    if ! id "$SERVICE_USER" >/dev/null 2>&1; then
+        useradd --system --user-group --no-create-home --home-dir "$STATE_DIR" --shell /usr/sbin/nologin "$SERVICE_USER"
+        say "created user $SERVICE_USER"
+    fi
+    chown -R "$SERVICE_USER:$SERVICE_USER" "$STATE_DIR"
+    chgrp "$SERVICE_USER" "$CONFIG"
+fi
+
+# 6. The unit, with this install's paths.
+case $STATE_DIR in
+    /var/lib/*/*) state_unit="/^StateDirectory/d" ;;
+    /var/lib/*) state_unit="s|^StateDirectory=maskwatch\$|StateDirectory=${STATE_DIR#/var/lib/}|" ;;
+    *) state_unit="/^StateDirectory/d" ;;
+esac
+mkdir -p "$UNIT_DIR"
+sed -e "s|/opt/maskwatch|$PREFIX|g" -e "s|/etc/maskwatch/maskwatch.toml|$CONFIG|g" \
+    -e "s|/var/lib/maskwatch|$STATE_DIR|g" -e "s|^User=maskwatch\$|User=$SERVICE_USER|" \
+    -e "s|^Group=maskwatch\$|Group=$SERVICE_USER|" -e "$state_unit" \
+    systemd/$UNIT >"$work/unit"
+cp "$work/unit" "$UNIT_DIR/$UNIT"
+chmod 644 "$UNIT_DIR/$UNIT"
+say "unit: $UNIT_DIR/$UNIT"
+if [ "$SYSTEM" = 1 ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable "$UNIT"
+    systemctl restart "$UNIT"
+    say "service started: systemctl status $UNIT; journalctl -u $UNIT -f"
+else
+    say "not starting the service here; on the device: systemctl daemon-reload && systemctl enable --now $UNIT"
+fi
+"$PREFIX/venv/bin/maskwatch" --version

@@ -1,0 +1,390 @@
+"""Deployment: the sd_notify watchdog, the systemd unit, and a real offline bundle installed and run.
+
+The bundle test downloads the runtime wheels for linux-x86_64-py311 (pip's cache keeps them) and
+skips with the reason when the package index cannot be reached. It then installs the bundle with
+install.sh into a temp prefix with pip cut off from any index, runs the installed ``maskwatch``, and
+checks that a changed or added file stops install.sh before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge.deploy import DeployError, add_commands
+from edge.deploy import service
+from edge.deploy.bundle import DEFAULT_CONFIG, TARGETS, build_bundle
+from edge.deploy.watchdog import Watchdog, notify, notify_address, watchdog_period
+
+TARGET = "linux-x86_64-py311"
+TIMINGS: dict[str, float] = {}
+
+
+# ---------------------------------------------------------------- watchdog (sd_notify)
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A real AF_UNIX datagram socket, as systemd binds for NOTIFY_SOCKET."""
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(2)
+    yield str(path), sock
+    sock.close()
+
+
+def received(sock) -> list[str]:
+    messages = []
+    sock.setblocking(False)
+    try:
+        while True:
+            messages.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        pass
+    finally:
+        sock.settimeout(2)
+    return messages
+
+
+def test_notify_sends_datagrams_to_a_path_socket(notify_socket, monkeypatch):
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    assert notify("READY=1\nSTATUS=loading done")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=loading done"
+
+
+def test_notify_reaches_an_abstract_socket(monkeypatch):
+    name = f"maskwatch-test-{os.getpid()}-{time.monotonic_ns()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(b"\0" + name.encode())
+    sock.settimeout(2)
+    try:
+        assert notify_address("@" + name) == b"\0" + name.encode()
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert notify("WATCHDOG=1")
+        assert sock.recv(4096) == b"WATCHDOG=1"
+    finally:
+        sock.close()
+
+
+def test_watchdog_protocol_rate_limited(notify_socket, monkeypatch):
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    now = [100.0]
+    dog = Watchdog.from_env(clock=lambda: now[0])
+    assert dog.active and dog.period == 30 and dog.interval == 15
+    assert dog.ready("2 models loaded")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=2 models loaded"
+    sent = []
+    for _ in range(100):                 # 100 frames at 10 fps = 10 s: under half the period, no ping
+        now[0] += 0.1
+        sent.append(dog.ping())
+    assert not any(sent) and received(sock) == []
+    now[0] += 5.1                        # 15.1 s since READY
+    assert dog.ping(status="12.0 fps")
+    assert sock.recv(4096) == b"WATCHDOG=1\nSTATUS=12.0 fps"
+    assert not dog.ping()                # right after a ping: nothing
+    now[0] += 15
+    assert dog.ping() and sock.recv(4096) == b"WATCHDOG=1"
+    assert dog.status("camera lost") and sock.recv(4096) == b"STATUS=camera lost"
+    assert dog.stopping() and sock.recv(4096) == b"STOPPING=1"
+    assert dog.sent == 5
+
+
+def test_watchdog_does_nothing_outside_systemd(notify_socket, monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    dog = Watchdog.from_env()
+    assert not dog.active and dog.period is None
+    assert not dog.ready() and not dog.ping() and not dog.stopping()
+    # notifications on but no watchdog (no WatchdogSec): ready is sent, pings are not
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC")
+    dog = Watchdog.from_env()
+    assert dog.ready() and sock.recv(4096) == b"READY=1"
+    assert not dog.ping()
+
+
+def test_watchdog_for_another_process_or_bad_values_is_off():
+    assert watchdog_period({"WATCHDOG_USEC": "20000000", "WATCHDOG_PID": "1"}) is None  # meant for PID 1
+    assert watchdog_period({"WATCHDOG_USEC": "nonsense"}) is None
+    assert watchdog_period({"WATCHDOG_USEC": "0"}) is None
+    assert watchdog_period({"WATCHDOG_USEC": "20000000"}) == 20
+    assert notify_address("relative/path") is None and notify_address("") is None
+
+
+def test_a_vanished_socket_is_logged_not_raised(tmp_path, caplog):
+    assert notify("READY=1", str(tmp_path / "gone")) is False
+    assert "sd_notify" in caplog.text
+
+
+# ---------------------------------------------------------------- the systemd unit
+
+def unit_keys(text: str) -> dict[str, dict[str, list[str]]]:
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key, []).append(value)
+    return sections
+
+
+def test_unit_text():
+    unit = unit_keys(service.render_unit(service.UnitSettings()))
+    s, u = unit["Service"], unit["Unit"]
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    assert s["ExecStart"] == ["/opt/maskwatch/venv/bin/maskwatch run --config /etc/maskwatch/maskwatch.toml"]
+    assert s["Type"] == ["notify"] and s["NotifyAccess"] == ["main"] and s["WatchdogSec"] == ["30"]
+    assert s["Restart"] == ["on-failure"] and int(s["RestartSec"][0]) > 0
+    assert int(u["StartLimitBurst"][0]) > 0 and int(u["StartLimitIntervalSec"][0]) > 0
+    assert s["User"] == ["maskwatch"] and s["SupplementaryGroups"] == ["gpio video"]
+    assert s["NoNewPrivileges"] == ["yes"] and s["ProtectSystem"] == ["strict"] and s["PrivateTmp"] == ["yes"]
+    assert s["ReadWritePaths"] == ["/var/lib/maskwatch"] and s["StateDirectory"] == ["maskwatch"]
+    assert "MASKWATCH_MODELS=/opt/maskwatch/models" in s["Environment"]
+    assert "PrivateDevices" not in s            # the camera and /dev/gpiochip* must stay visible
+
+
+def test_unit_paths_outside_var_lib_and_with_spaces():
+    text = service.render_unit(service.UnitSettings(exec_path=Path("/opt/mw 2/bin/maskwatch"), models_dir=None,
+                                                    state_dir=Path("/srv/events"), watchdog_sec=60))
+    s = unit_keys(text)["Service"]
+    assert s["ExecStart"] == ['"/opt/mw 2/bin/maskwatch" run --config /etc/maskwatch/maskwatch.toml']
+    assert "StateDirectory" not in s and s["ReadWritePaths"] == ["/srv/events"] and s["WatchdogSec"] == ["60"]
+    assert not any(e.startswith("MASKWATCH_MODELS") for e in s["Environment"])
+    with pytest.raises(DeployError, match="watchdog_sec"):
+        service.render_unit(service.UnitSettings(watchdog_sec=1))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent (apt-get install systemd)")
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    exe = tmp_path / "maskwatch"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    unit = tmp_path / "maskwatch.service"
+    unit.write_text(service.render_unit(service.UnitSettings(exec_path=exe)))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "maskwatch.service" not in done.stderr, done.stderr   # no warnings about our unit
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="maskwatch")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_service_install_dry_run_changes_nothing(tmp_path, capsys):
+    assert cli(["service", "install", "--dry-run", "--unit-dir", str(tmp_path), "--user", "pole",
+                "--config", "/etc/mw.toml", "--exec", "/opt/mw/bin/maskwatch"]) == 0
+    out = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert "User=pole" in out and "ExecStart=/opt/mw/bin/maskwatch run --config /etc/mw.toml" in out
+    assert "# would run: systemctl daemon-reload" in out and "# would run: systemctl enable --now maskwatch.service" in out
+
+
+def test_service_install_and_uninstall_in_a_unit_dir(tmp_path, monkeypatch):
+    assert cli(["service", "install", "--no-start", "--unit-dir", str(tmp_path), "--models-dir", "/srv/models"]) == 0
+    unit = tmp_path / "maskwatch.service"
+    s = unit_keys(unit.read_text())["Service"]
+    assert s["ExecStart"][0].startswith(str(Path(sys.executable).parent / "maskwatch"))
+    assert "MASKWATCH_MODELS=/srv/models" in s["Environment"]
+    assert oct(unit.stat().st_mode & 0o777) == "0o644"
+    assert cli(["service", "uninstall", "--no-start", "--unit-dir", str(tmp_path)]) == 0
+    assert not unit.exists()
+
+
+def test_service_without_systemctl_is_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))           # no systemctl on PATH
+    for argv in (["service", "status"], ["service", "install", "--unit-dir", str(tmp_path)]):
+        with pytest.raises(DeployError, match="^systemctl not found") as err:
+            cli(argv)
+        assert "\n" not in str(err.value)
+    assert not (tmp_path / "maskwatch.service").exists()  # nothing written before the check
+
+
+def test_cli_registers_bundle_and_service():
+    from edge.cli import build_parser
+
+    parser = build_parser()
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if "bundle" not in choices:
+        pytest.skip("edge/cli.py does not register the deploy commands yet (edge.deploy.add_commands)")
+    assert "service" in choices
+
+
+# ---------------------------------------------------------------- bundle: no network
+
+def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
+    from edge.config import load_config
+
+    path = tmp_path / "maskwatch.toml"
+    path.write_text(DEFAULT_CONFIG)
+    config = load_config(path)
+    assert config.source.spec == "0" and str(config.events.jsonl.path).startswith("/var/lib/maskwatch/")
+    assert set(TARGETS) == {"linux-aarch64-py311", "linux-aarch64-py313", "linux-x86_64-py311"}
+    platforms = TARGETS["linux-aarch64-py311"].platforms
+    assert platforms[0] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in platforms
+    assert "manylinux_2_17_aarch64" in platforms and not any("x86_64" in p for p in platforms)
+
+
+def test_bundle_refuses_before_downloading(tmp_path):
+    with pytest.raises(DeployError, match="unknown target"):
+        build_bundle("linux-armv7l-py311", tmp_path)
+    with pytest.raises(DeployError, match="config uses retinaface_mnv2_320_int8.tflite"):
+        build_bundle(TARGET, tmp_path, models=["retinaface_mnv2_640_int8.tflite", "mask_mnv2_96_int8.tflite"])
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- bundle: built, installed offline, run
+
+def index_reachable() -> str | None:
+    """None when pip's index answers; else why not."""
+    url = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/"
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/pip/", timeout=10).close()
+        return None
+    except (urllib.error.URLError, OSError) as exc:
+        return f"the package index {url} is unreachable ({exc}); the bundle test downloads wheels"
+
+
+def timed(name: str, started: float) -> None:
+    TIMINGS[name] = round(time.monotonic() - started, 1)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    reason = index_reachable()
+    if reason:
+        pytest.skip(reason)
+    started = time.monotonic()
+    try:
+        archive = build_bundle(TARGET, tmp_path_factory.mktemp("dist"))
+    except DeployError as exc:
+        if "needs the package index" in str(exc):
+            pytest.skip(f"pip could not download the wheels: {exc}")
+        raise
+    timed("bundle build", started)
+    return archive
+
+
+def unpack(archive: Path, where: Path) -> Path:
+    started = time.monotonic()
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(where)], check=True)
+    timed(f"unpack {where.name}", started)
+    (root,) = where.iterdir()
+    return root
+
+
+def offline_env(tmp: Path) -> dict:
+    """The environment for install.sh: no pip config, no index, no find-links but the bundle's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "MASKWATCH_", "VIRTUAL_ENV"))}
+    env.update(PIP_NO_INDEX="1", PIP_INDEX_URL="http://127.0.0.1:9/", PIP_CONFIG_FILE=os.devnull,
+               PYTHON=sys.executable, MASKWATCH_SYSTEM="0", MASKWATCH_PREFIX=str(tmp / "prefix"),
+               MASKWATCH_CONFIG=str(tmp / "etc" / "maskwatch.toml"), MASKWATCH_STATE_DIR=str(tmp / "state"),
+               MASKWATCH_UNIT_DIR=str(tmp / "units"))
+    return env
+
+
+def test_bundle_contents(bundle, tmp_path):
+    (tmp_path / "contents").mkdir()
+    root = unpack(bundle, tmp_path / "contents")
+    assert root.name == f"maskwatch-0.1.0-{TARGET}"
+    wheels = sorted(p.name for p in (root / "wheels").iterdir())
+    assert any(w.startswith("maskwatch-0.1.0-py3-none-any") for w in wheels)
+    for needed in ("numpy", "opencv_python_headless", "ai_edge_litert", "onnxruntime", "pydantic", "gpiozero", "paho_mqtt"):
+        assert any(w.startswith(needed + "-") for w in wheels), needed
+    assert not any(w.lower().startswith(("tensorflow", "tf_keras", "keras-")) for w in wheels)
+    assert all(w.endswith("-none-any.whl") or "x86_64" in w for w in wheels)
+    manifest = json.loads((root / "models" / "manifest.json").read_text())
+    assert sorted(manifest["models"]) == ["mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+    listed = {line.split("  ", 1)[1] for line in (root / "SHA256SUMS").read_text().splitlines()}
+    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
+    assert listed == present
+    assert os.access(root / "install.sh", os.X_OK)
+    assert (root / "config" / "maskwatch.toml").read_text() == DEFAULT_CONFIG
+    assert json.loads((root / "bundle.json").read_text())["target"] == TARGET
+
+
+def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
+    (tmp_path / "unpacked").mkdir()
+    root = unpack(bundle, tmp_path / "unpacked")
+    env = offline_env(tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([str(root / "install.sh")], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    timed("install.sh", started)
+    assert done.returncode == 0, done.stdout + done.stderr
+    prefix = tmp_path / "prefix"
+    installed = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", "import edge; print(edge.__file__)"],
+                               capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
+    assert installed.startswith(str(prefix / "venv")), installed   # the wheel, not this checkout
+    assert sorted(p.name for p in (prefix / "models").iterdir()) == [
+        "manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+    unit = (tmp_path / "units" / "maskwatch.service").read_text()
+    s = unit_keys(unit)["Service"]
+    assert s["ExecStart"] == [f"{prefix}/venv/bin/maskwatch run --config {tmp_path}/etc/maskwatch.toml"]
+    assert f"MASKWATCH_MODELS={prefix}/models" in s["Environment"]
+    assert s["ReadWritePaths"] == [str(tmp_path / "state")] and "StateDirectory" not in s
+    assert str(tmp_path / "state") in (tmp_path / "etc" / "maskwatch.toml").read_text()
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "units" / "maskwatch.service")],
+                                capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stderr
+
+    run_env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+    run_env["MASKWATCH_MODELS"] = str(prefix / "models")
+    started = time.monotonic()
+    ran = subprocess.run([str(prefix / "venv" / "bin" / "maskwatch"), "run", "--max-frames", "20", "--gpio", "mock",
+                          "--print-events"], env=run_env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    timed("maskwatch run (installed)", started)
+    assert ran.returncode == 0, ran.stderr
+    events = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    assert any(e["type"] == "new" for e in events), ran.stdout
+    with capsys.disabled():
+        print(f"\ndeploy timings (s): {TIMINGS}")
+
+
+def test_tampered_or_added_file_stops_install(bundle, tmp_path, capsys):
+    (tmp_path / "unpacked").mkdir()
+    root = unpack(bundle, tmp_path / "unpacked")
+    env = offline_env(tmp_path)
+    extra = root / "wheels" / "evil-1.0-py3-none-any.whl"
+    extra.write_bytes(b"not a wheel")
+    done = subprocess.run([str(root / "install.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "wheels/evil-1.0-py3-none-any.whl" in done.stderr, done.stderr
+    extra.unlink()
+
+    model = root / "models" / "mask_mnv2_96_int8.tflite"
+    with open(model, "r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    started = time.monotonic()
+    done = subprocess.run([str(root / "install.sh")], env=env, capture_output=True, text=True, timeout=120)
+    timed("install.sh refusing a tampered bundle", started)
+    assert done.returncode != 0
+    assert "checksum mismatch: models/mask_mnv2_96_int8.tflite" in done.stderr, done.stderr
+    assert "nothing installed" in done.stderr
+    assert not (tmp_path / "prefix").exists() and not (tmp_path / "units").exists()
+    with capsys.disabled():
+        print(f"\ndeploy timings (s): {TIMINGS}")
