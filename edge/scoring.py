@@ -29,6 +29,7 @@ Conventions, in one place:
 from __future__ import annotations
 
 import logging
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -73,9 +74,12 @@ def _number(obj: ET.Element, field: str, where: str) -> float:
     if text is None or not text.strip():
         raise InputError(f"{where} has no <{field.rpartition('/')[2]}>")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise InputError(f"{where}: <{field.rpartition('/')[2]}> is not a number ({text.strip()!r})") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InputError(f"{where}: <{field.rpartition('/')[2]}> is not a finite number ({text.strip()[:40]!r})")
+    return value
 
 
 def read_voc_annotations(xml_path, aliases: Mapping[str, str] | None = None) -> VocAnnotation:

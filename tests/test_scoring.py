@@ -269,7 +269,7 @@ def test_read_voc_aliases_and_empty(tmp_path):
     ("<annotation><filename>x.png</filename></annotation>", "has no <width>"),
     (VOC.format(name="x.png", objects=OBJ.format(label="mask", x1=0, y1=0, x2=5, y2=5)), "object 1: unknown label 'mask'"),
     (VOC.format(name="x.png", objects="<object><name>with_mask</name></object>"), "object 1 has no <xmin>"),
-    (VOC.format(name="x.png", objects=OBJ.format(label=W, x1="a", y1=0, x2=5, y2=5)), r"<xmin> is not a number \('a'\)"),
+    (VOC.format(name="x.png", objects=OBJ.format(label=W, x1="a", y1=0, x2=5, y2=5)), r"<xmin> is not a finite number \('a'\)"),
     (VOC.format(name="x.png", objects="<object><bndbox/></object>"), "object 1 has no <name>"),
 ])
 def test_read_voc_errors_name_the_file(tmp_path, text, message):

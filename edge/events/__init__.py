@@ -18,6 +18,7 @@ from .mqtt import BrokerUnavailable, MqttConfig, MqttSink
 from .schema import (STATE_OF_LABEL, EventError, SummaryCounter, status_event, track_event, utc_now,
                      validate_event)
 from .sink import Sink, SinkClosed
+from .spool import Spool, SpoolError
 from .stdout import StdoutSink
 
 
@@ -38,5 +39,5 @@ def open_sinks(device_id: str, jsonl: JsonlConfig | None = None, mqtt: MqttConfi
 
 
 __all__ = ["STATE_OF_LABEL", "BrokerUnavailable", "EventError", "Fanout", "JsonlConfig", "JsonlSink",
-           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "StdoutSink", "SummaryCounter", "open_sinks", "status_event",
+           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "Spool", "SpoolError", "StdoutSink", "SummaryCounter", "open_sinks", "status_event",
            "track_event", "utc_now", "validate_event"]

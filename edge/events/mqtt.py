@@ -16,6 +16,13 @@ A broker that is down is a one-line ``BrokerUnavailable`` at start when
 ``required``; otherwise it is logged and paho keeps retrying in its loop
 (events queue, up to ``max_queued``). ``connected`` says which.
 
+With ``spool_dir`` every event is first written to an on-disk ``Spool`` and a
+sender thread publishes the backlog in order, at most ``SPOOL_WINDOW`` in
+flight and only while connected, removing each event once the broker's PUBACK
+arrived (at-least-once: a duplicate only for an event in flight when the
+connection or the process died). Events outlive a broker outage, a restart or
+a power cut; past the spool's bounds the oldest are dropped (``spool.dropped``).
+
 Example::
 
     with MqttSink(MqttConfig(host="broker.local", required=True), device_id="pole-12") as sink:
@@ -27,6 +34,8 @@ import json
 import logging
 import re
 import threading
+import time
+from collections import deque
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -35,8 +44,11 @@ from .. import __version__
 from ..errors import ConfigError, MaskwatchError, RuntimeUnavailable
 from .schema import STATE_OF_LABEL, TRACK_TYPES
 from .sink import Sink
+from .spool import Spool
 
 log = logging.getLogger(__name__)
+#: spooled events published but not yet acknowledged, at most (paho's default max_inflight is 20)
+SPOOL_WINDOW = 20
 
 #: Home Assistant components this device declares: (component, object id, extra config)
 DISCOVERY = (
@@ -87,6 +99,16 @@ class MqttConfig(BaseModel):
                             description="publish Home Assistant discovery configs")
     discovery_prefix: str = Field("homeassistant", min_length=1, title="discovery prefix",
                                   description="Home Assistant's MQTT discovery prefix")
+    spool_dir: Path | None = Field(None, title="spool folder",
+                                   description="folder where events wait on disk until the broker acknowledged "
+                                               "them, delivered in order after an outage or a restart; unset: "
+                                               "paho's in-memory queue (max_queued)")
+    spool_max_bytes: int = Field(10_000_000, ge=4096, title="spool size limit",
+                                 description="bytes of events the spool keeps; past it the oldest are dropped "
+                                             "(and counted)")
+    spool_max_events: int | None = Field(None, ge=1, title="spool event limit",
+                                         description="events the spool keeps; past it the oldest are dropped "
+                                                     "(and counted); unset: only spool_max_bytes")
 
     @model_validator(mode="after")
     def _check(self):
@@ -97,6 +119,9 @@ class MqttConfig(BaseModel):
             raise ValueError("key_file needs cert_file")
         if self.password and not self.username:
             raise ValueError("password needs username")
+        spool_only = [k for k in ("spool_max_bytes", "spool_max_events") if k in self.model_fields_set]
+        if spool_only and self.spool_dir is None:
+            raise ValueError(f"{', '.join(spool_only)} need spool_dir")
         for key in ("topic_prefix", "discovery_prefix"):
             if not valid_topic_part(getattr(self, key), slashes=True):
                 raise ValueError(f"{key} {getattr(self, key)!r} must not contain + # or empty levels")
@@ -134,6 +159,7 @@ class MqttSink(Sink):
         self._labels: dict[int, str] = {}  # track id -> label, tracks not ended
         self._lock = threading.Lock()
         self._connected, self._connack, self._refused, self._warned = False, threading.Event(), None, False
+        self._generation, self._wake = 0, threading.Event()  # connections so far; wakes the spool's sender
         self._client = client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                             client_id=config.client_id or f"maskwatch-{self._node}")
         client.will_set(self.topics["availability"], "offline", qos=1, retain=True)
@@ -149,7 +175,17 @@ class MqttSink(Sink):
         client.reconnect_delay_set(1, 30)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_connect_fail, client.on_message = self._on_connect_fail, self._on_message
-        self._start(client)
+        self.spool: Spool | None = None
+        if config.spool_dir is not None:
+            self._open_spool(client)
+        try:
+            self._start(client)
+        except BaseException:
+            if self.spool is not None:
+                self.spool.close()
+            raise
+        if self.spool is not None:
+            self._sender.start()
 
     @property
     def where(self) -> str:
@@ -184,6 +220,7 @@ class MqttSink(Sink):
             self._connack.set()
             return
         self._connected, self._warned = True, False
+        self._generation += 1
         log.info("%s connected as %s", self.where, self.device_id)
         client.publish(self.topics["availability"], "online", qos=1, retain=True)
         if self.config.discovery:
@@ -191,6 +228,7 @@ class MqttSink(Sink):
             self._publish_discovery()
         self._publish_presence()
         self._connack.set()
+        self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was, self._connected = self._connected, False
@@ -233,13 +271,80 @@ class MqttSink(Sink):
         self._client.publish(self.topics["unmasked"], "ON" if present else "OFF", qos=1, retain=True)
 
     def write(self, event: dict) -> None:
-        topic = self.topics["summary" if event["type"] == "summary" else "events"]
-        info = self._client.publish(topic, json.dumps(event, separators=(",", ":"), allow_nan=False), qos=1)
-        if info.rc == self._queue_full:
-            self.dropped += 1
-            self._warn(f"{self.where}: {self.config.max_queued} events queued; dropping new ones")
+        if self.spool is not None:
+            self.spool.append(event)
+            self._wake.set()
+        else:
+            self._publish_event(event)
         if event["type"] in TRACK_TYPES and self._track(event):
             self._publish_presence()
+
+    def _publish_event(self, event: dict):
+        topic = self.topics["summary" if event["type"] == "summary" else "events"]
+        info = self._client.publish(topic, json.dumps(event, separators=(",", ":"), allow_nan=False), qos=1)
+        if info.rc == self._queue_full and self.spool is None:
+            self.dropped += 1
+            self._warn(f"{self.where}: {self.config.max_queued} events queued; dropping new ones")
+        return info
+
+    # --- the spool: every event on disk first, published in order by one sender thread -------------
+
+    def _open_spool(self, client) -> None:
+        config = self.config
+        self.spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, max_events=config.spool_max_events)
+        self._stop = threading.Event()
+        self._confirmed: set[int] = set()  # mids paho reported acknowledged (PUBACK)
+        self._confirmed_lock = threading.Lock()
+        self._sender = threading.Thread(target=self._send_spooled, name=f"mqtt-spool-{self.device_id}", daemon=True)
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # paho holds its message lock here: take only our own small lock, never call paho
+        with self._confirmed_lock:
+            self._confirmed.add(mid)
+        self._wake.set()
+
+    def _send_spooled(self) -> None:
+        """Publish the spool's backlog in order while connected; ack each event once the broker confirmed it."""
+        mqtt = paho_client_module()
+        inflight: deque[tuple[int, int, int]] = deque()  # (seq, mid, generation), oldest first
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            done = None
+            with self._confirmed_lock:
+                while inflight and inflight[0][1] in self._confirmed:
+                    done = inflight.popleft()[0]
+                self._confirmed &= {mid for _, mid, _ in inflight}  # forget mids of other messages
+            if done is not None:
+                self.spool.ack(done)
+            if stopping:
+                return
+            generation = self._generation
+            # events sent on an earlier connection are resent by paho on reconnect: wait for them, to keep order
+            if not self.connected or any(gen != generation for _, _, gen in inflight):
+                continue
+            after = inflight[-1][0] if inflight else None
+            for seq, event in self.spool.peek(after, SPOOL_WINDOW - len(inflight)):
+                info = self._publish_event(event)
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    break  # paho's queue is full (or it refused): retried on the next round
+                inflight.append((seq, info.mid, generation))
+
+    def _drain_spool(self, timeout_s: float) -> None:
+        """At close: give a connected broker ``timeout_s`` to take the backlog, then stop the sender and flush."""
+        deadline = time.monotonic() + timeout_s
+        while self.connected and len(self.spool) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        if self._sender.is_alive():
+            self._sender.join(timeout_s)
+        self.spool.close()
+        if len(self.spool):
+            log.info("%s: %d events stay in spool %s for the next start", self.where, len(self.spool),
+                     self.spool.folder)
 
     def _track(self, event: dict) -> bool:
         """Note a track's label; True when whether someone unmasked is present changed."""
@@ -254,6 +359,8 @@ class MqttSink(Sink):
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Publish ``offline`` (when connected), wait for it, disconnect and stop paho's loop."""
         client = self._client
+        if self.spool is not None:
+            self._drain_spool(timeout_s)
         if self.connected:
             info = client.publish(self.topics["availability"], "offline", qos=1, retain=True)
             try:
