@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json, bench.md, bench.png")
     bench.add_argument("--baseline", action="store_true", help="also the float TensorFlow pipeline (needs maskwatch[convert])")
     bench.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
+    bench.add_argument("--soak", type=int, default=None, metavar="FRAMES",
+                       help="instead: run the whole pipeline this many frames, recording RSS and open descriptors (soak.json, soak.md)")
     bench.set_defaults(handler=_bench)
 
     from .deploy import add_commands as add_deploy_commands
@@ -208,6 +210,15 @@ def _bench(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("tensorflow") is None:  # found, not imported: variants run before TensorFlow loads
             raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'")
+    if args.soak:
+        from benchmarks.soak import markdown, soak
+
+        result = soak(args.soak)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "soak.md").write_text(markdown(result))
+        print(markdown(result), end="")
+        return 0
     config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,
                          threads=args.threads or os.cpu_count())
     document = run_variants(args.variants or list(VARIANTS), config)

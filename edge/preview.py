@@ -70,7 +70,7 @@ class MjpegPreview:
         if host not in LOCAL_HOSTS and not password:
             raise ConfigError(f"preview on {host}: a password is required off localhost (preview.password)")
         self.quality, self._jpeg, self._ready = quality, None, threading.Condition()
-        expected = "Basic " + base64.b64encode(f"maskwatch:{password}".encode()).decode() if password else None
+        expected = ("Basic " + base64.b64encode(f"maskwatch:{password}".encode()).decode()).encode() if password else None
         preview = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,7 +78,8 @@ class MjpegPreview:
                 pass
 
             def do_GET(self):
-                if expected and not hmac.compare_digest(self.headers.get("Authorization", ""), expected):
+                given = self.headers.get("Authorization", "").encode("latin-1", "replace")
+                if expected and not hmac.compare_digest(given, expected):
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="maskwatch"')
                     self.end_headers()

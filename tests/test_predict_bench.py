@@ -112,3 +112,13 @@ def test_bench_baseline_beside_the_converted_pipeline(tmp_path):
     baseline = json.loads((tmp_path / "bench.json").read_text())["baseline"]
     assert baseline["faces_in_frame"] == 5 and baseline["frame"]["median_ms"] > 0
     assert baseline["speed_ratio"]["litert-int8-320"] > 1
+
+
+def test_soak_records_memory_and_descriptors():
+    from benchmarks.soak import markdown, soak
+
+    result = soak(frames=400, every=100)
+    assert [s["frame"] for s in result["samples"]] == [0, 100, 200, 300, 399]
+    assert all(s["rss_mb"] > 0 and s["open_fds"] > 0 for s in result["samples"])
+    assert result["events"]["new"] >= 1 and "rss_growth_percent" in result
+    assert "RSS grew" in markdown(result)

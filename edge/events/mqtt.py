@@ -231,6 +231,10 @@ class MqttSink(Sink):
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._connack.is_set():  # closed before any CONNACK: e.g. plain MQTT to a TLS port
+            self._refused = f"the broker closed the connection before answering ({reason_code}); check tls and port"
+            if self.config.required:
+                self._connack.set()
         was, self._connected = self._connected, False
         if was and not self.closed:
             self._warn(f"{self.where} connection lost ({reason_code}); retrying")
