@@ -33,7 +33,8 @@ class MaskClassifier:
         self.path, self.entry = Manifest.load(models_dir).resolve(model)
         if self.entry.task != "mask_classification":
             raise ModelError(f"{self.path}: a {self.entry.task} model, not a mask classifier")
-        self.runtime = load_runtime(self.path, backend, threads=threads, **runtime_options)
+        self.runtime = load_runtime(self.path, backend, expected_shape=self.entry.input.shape, threads=threads,
+                                    **runtime_options)
         self.labels: list[str] = list(self.entry.labels)
         self.size = int(self.entry.input.shape[1])
         self.margin = float(self.entry.preprocessing["margin"])

@@ -62,7 +62,8 @@ class FaceDetector:
         self.path, self.entry = Manifest.load(models_dir).resolve(model)
         if self.entry.task != "face_detection":
             raise ModelError(f"{self.path}: a {self.entry.task} model, not a face detector")
-        self.runtime = load_runtime(self.path, backend, threads=threads, **runtime_options)
+        self.runtime = load_runtime(self.path, backend, expected_shape=self.entry.input.shape, threads=threads,
+                                    **runtime_options)
         self.decoder = RetinaFaceDecoder(AnchorConfig.from_dict(self.entry.anchors), settings or PostprocessSettings())
         self.input_size = input_size or DEFAULT_DYNAMIC_SIZE
         self._outputs = {kind: [n for n in self.entry.outputs if n.startswith(kind + "_")] for kind in _HEADS}

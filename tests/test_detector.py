@@ -128,3 +128,13 @@ def test_missing_delegate_or_provider_is_a_clear_error():
     with pytest.raises(RuntimeUnavailable, match="TensorrtExecutionProvider"):
         FaceDetector("retinaface_mnv2_fp32.onnx", providers=["TensorrtExecutionProvider"])
     assert FaceDetector("retinaface_mnv2_320_int8.tflite", delegate="xnnpack").runtime.delegate == "xnnpack"
+
+
+def test_model_whose_input_shape_disagrees_with_the_manifest_is_refused(tmp_path):
+    path = _copy_model(tmp_path, "retinaface_mnv2_320_int8.tflite")
+    manifest = Manifest.load(tmp_path)
+    entry = manifest.entries[path.name]
+    manifest.entries[path.name] = entry.model_copy(update={"input": entry.input.model_copy(update={"shape": [1, 640, 640, 3]})})
+    manifest.save()
+    with pytest.raises(ModelError, match=r"retinaface_mnv2_320_int8.tflite: input shape \[1, 320, 320, 3\] differs"):
+        FaceDetector(path)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 
 #: backend name -> (module, class, model file suffixes it runs)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -47,8 +47,15 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
     return backend
 
 
-def load_runtime(path: str | Path, backend: str = "auto", **options) -> Runtime:
-    """Build the runtime for a model file; options go to the backend (threads, delegate, providers)."""
+def load_runtime(path: str | Path, backend: str = "auto", expected_shape=None, **options) -> Runtime:
+    """Build the runtime for a model file; options go to the backend (threads, delegate, providers).
+
+    ``expected_shape`` (the manifest's input shape, None for dynamic dimensions) must match the
+    model's own input, or the model is refused with a ModelError naming the file.
+    """
     name = backend_for(path, backend)
     module, cls, _ = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)(Path(path), **options)
+    runtime = getattr(importlib.import_module(module), cls)(Path(path), **options)
+    if expected_shape is not None and [d or None for d in runtime.input_shape] != [d or None for d in expected_shape]:
+        raise ModelError(f"{path}: input shape {list(runtime.input_shape)} differs from the manifest's {list(expected_shape)}")
+    return runtime
