@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,15 @@ def broker() -> tuple[str, int]:
         yield "127.0.0.1", port
     finally:
         stop_broker(port)
+
+
+def next_message(messages: "queue.Queue", topic: str, timeout: float = 5.0):
+    """The next MQTT message on ``topic`` from a subscriber's queue (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = messages.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no message on {topic} within {timeout} s") from None
+        if message.topic == topic:
+            return message

@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import ValidationError
 
-from conftest import REPO, free_port, start_broker, stop_broker
+from conftest import REPO, free_port, next_message, start_broker, stop_broker
 from edge.errors import ConfigError
 from edge.events import (BrokerUnavailable, EventError, Fanout, JsonlConfig, JsonlSink, MqttConfig,
                          MqttSink, SinkClosed, SummaryCounter, open_sinks, status_event, track_event)
@@ -46,14 +46,7 @@ class Subscriber:
 
     def next(self, topic: str, timeout: float = 5.0):
         """The next message on ``topic`` (others are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                message = self.messages.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no message on {topic} within {timeout} s") from None
-            if message.topic == topic:
-                return message
+        return next_message(self.messages, topic, timeout)
 
     def close(self) -> None:
         self.client.disconnect()

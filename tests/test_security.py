@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import free_port, next_message
 from edge.errors import ConfigError
 from edge.events import BrokerUnavailable, MqttConfig, MqttSink, track_event
 from edge.preview import MjpegPreview
@@ -150,14 +150,7 @@ class Watcher:
 
     def next(self, topic: str, timeout: float = 5.0):
         """The next message on ``topic`` (others are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                message = self.messages.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no message on {topic} within {timeout} s") from None
-            if message.topic == topic:
-                return message
+        return next_message(self.messages, topic, timeout)
 
     def drain(self, quiet_s: float = 0.3) -> list[str]:
         """Topics of every message received until none came for ``quiet_s``."""
