@@ -4,10 +4,8 @@ from __future__ import annotations
 import ctypes.util
 import glob
 import importlib
-import os
 
 from .config import SAMPLE_SOURCE, Config
-from .errors import MaskwatchError
 from .manifest import Manifest, verify_file
 
 
@@ -43,6 +41,12 @@ def _gpio():
     return type(factory).__name__
 
 
+def _exists(path: str) -> str:
+    if not glob.glob(path):
+        raise FileNotFoundError(f"{path} not found")
+    return path
+
+
 def _cameras():
     found = sorted(glob.glob("/dev/video*"))
     if not found:
@@ -59,9 +63,9 @@ def checks(config: Config) -> list[tuple[str, bool, str, bool]]:
                (*_check("Edge TPU delegate", _edgetpu), config.detector.delegate == "edgetpu"),
                (*_check("GPIO pin factory", _gpio), config.signal.backend == "gpiozero"),
                (*_check("cameras", _cameras), config.source.spec.isdigit() or config.source.spec.startswith("/dev/video"))]
-    if config.source.spec not in (SAMPLE_SOURCE,) and not config.source.spec.isdigit() and "://" not in config.source.spec:
-        results.append((*_check("source", lambda: os.path.exists(config.source.spec) or
-                                         (_ for _ in ()).throw(FileNotFoundError(f"{config.source.spec} not found"))), True))
+    spec = config.source.spec
+    if spec != SAMPLE_SOURCE and not spec.isdigit() and "://" not in spec and spec != "picamera2":
+        results.append((*_check("source", lambda: _exists(spec)), True))
     for name, entry in sorted(models.entries.items()):
         results.append((*_check(f"model {name}", lambda e=entry: verify_file(models.directory / e.file, e) or e.sha256[:12]),
                         name in needed_models))
@@ -79,5 +83,3 @@ def report(config: Config) -> tuple[str, int]:
         lines.append(f"{mark} {name}: {detail}")
     return "\n".join(lines), int(failed)
 
-
-__all__ = ["MaskwatchError", "checks", "report"]

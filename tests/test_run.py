@@ -109,6 +109,8 @@ def test_doctor_reports_and_fails_on_what_the_config_needs(capsys):
     assert "ok   model retinaface_mnv2_320_int8.tflite" in out
     assert main(["doctor", "--set", "detector.model=missing.tflite"]) == 1
     assert "FAIL model missing.tflite" in capsys.readouterr().out
+    assert main(["doctor", "--set", "source.spec=/no/such/clip.mp4"]) == 1
+    assert "FAIL source: /no/such/clip.mp4 not found" in capsys.readouterr().out
 
 
 def test_no_face_image_is_written_unless_the_config_asks(tmp_path, monkeypatch):
