@@ -28,7 +28,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def annotate(image: np.ndarray, tracks, state: str, fps: float) -> np.ndarray:
     out = image.copy()
-    scale = max(0.4, max(out.shape[:2]) / 1000)
+    scale = max(0.9, max(out.shape[:2]) / 700)
     thickness = max(1, round(2 * scale))
     for track in tracks:
         colour = COLOURS[track.state]
