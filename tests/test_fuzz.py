@@ -241,8 +241,10 @@ def test_read_image_8000x6000_16bit_grey_stays_within_memory(tmp_path):
     image[::97, ::89] = 65535
     path.write_bytes(encoded(image, ".png"))
     del image
-    code = ("import resource, sys; from edge.image import read_image; img = read_image(sys.argv[1]); "
-            "print(img.shape, img.dtype, img.max(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so the child would report pytest's own peak.
+    code = ("import sys; from edge.image import read_image; img = read_image(sys.argv[1]); "
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]; "
+            "print(img.shape, img.dtype, img.max(), hwm)")
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
