@@ -74,7 +74,7 @@ def measure(variant: str, config: BenchConfig) -> dict:
     from edge.events import Fanout
     from edge.pipeline import Pipeline
     from edge.signal import Indicator
-    from edge.sources import Frame, Threaded, open_source
+    from edge.sources import Frame, open_source
     from edge.tracker import Tracker
 
     detector_name, classifier_name, size = VARIANTS[variant]

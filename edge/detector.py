@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ModelError
 from .image import fit_size, letterbox, to_bgr8
-from .manifest import Manifest, ModelEntry
+from .manifest import Manifest
 from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
 from .runtimes import load_runtime
 

@@ -1,5 +1,4 @@
 """Conversion end to end on the real graph, parity of every format, and bad input."""
-import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")

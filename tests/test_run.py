@@ -7,7 +7,6 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from edge.app import build_pipeline, build_source, run
 from edge.cli import main
