@@ -21,10 +21,12 @@ from edge.errors import ConfigError, InputError
 from edge.metrics import confusion, per_class
 
 from .augment import augment
-from .face_data import CLASSES, FaceReport, FaceSample, load_crop_folders, load_voc_faces
+from .face_data import CLASSES, FaceReport, FaceSample, load_crop_folders, load_voc_detector_faces, load_voc_faces
 
 log = logging.getLogger(__name__)
 BACKBONES = ("mobilenetv2", "xception")
+#: The detector whose boxes cut the VOC crops with ``voc_boxes = "detector"``.
+DETECTOR_FOR_CROPS = "retinaface_mnv2_640_int8.tflite"
 #: First layer trained in phase 2, per backbone: the top blocks only.
 FINETUNE_FROM = {"mobilenetv2": "block_13_expand", "xception": "block13_sepconv1"}
 
@@ -33,6 +35,8 @@ FINETUNE_FROM = {"mobilenetv2": "block_13_expand", "xception": "block13_sepconv1
 class TrainConfig:
     voc: list[Path] = field(default_factory=list)
     crops: list[Path] = field(default_factory=list)
+    #: VOC crops cut from the ``annotated`` boxes, or from the matching ``detector`` boxes (as the runtime cuts them)
+    voc_boxes: str = "annotated"
     backbone: str = "mobilenetv2"
     weights: Path | None = None  #: ImageNet weights (.pth for mobilenetv2; Keras .h5 for xception)
     input_size: int = 96
@@ -56,8 +60,19 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         raise ConfigError("train-classifier needs at least one --voc or --crops folder")
     size = int(round(config.input_size * 1.25))  # room for crop jitter
     samples, report = [], FaceReport()
+    if config.voc_boxes not in ("annotated", "detector"):
+        raise ConfigError(f"--voc-boxes {config.voc_boxes!r}: choose annotated or detector")
+    detector = None
+    if config.voc and config.voc_boxes == "detector":
+        from edge.detector import FaceDetector
+        from edge.postprocess import PostprocessSettings
+
+        detector = FaceDetector(DETECTOR_FOR_CROPS, settings=PostprocessSettings(score_threshold=0.3))
     for root in config.voc:
-        found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
+        if detector is not None:
+            found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size)
+        else:
+            found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
         samples += found
         report = report.merge(rep)
     for root in config.crops:

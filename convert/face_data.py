@@ -238,3 +238,35 @@ def load_crop_folders(root: str | Path, *, aliases: dict[str, str] = CLASS_ALIAS
                 continue
             samples.append(report.keep(FaceSample(_resized(pixels, size), label, path, split_of(path))))
     return samples, report
+
+
+def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, min_iou: float = 0.4,
+                            size: int | None = None, annotations=None) -> tuple[list[FaceSample], FaceReport]:
+    """Face crops as the runtime sees them: each annotated face's matching RetinaFace box, cut like
+    :class:`edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped), labelled
+    from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
+    ``annotations`` (from :func:`edge.scoring.load_voc_folder`) limits the images used.
+    """
+    from edge.image import crop_with_margin, read_image
+    from edge.postprocess import iou
+    from edge.scoring import load_voc_folder
+
+    root = Path(root)
+    samples, report = [], FaceReport()
+    for a in annotations if annotations is not None else load_voc_folder(root):
+        path = root / "images" / a.filename
+        image = read_image(path)
+        faces = detector.detect(image)
+        split, taken = split_of(path), np.zeros(len(faces), bool)
+        for box, label in zip(a.boxes, a.labels):
+            overlaps = np.where(taken, -1.0, iou(box, faces.boxes)) if len(faces) else np.zeros(0)
+            best = int(np.argmax(overlaps)) if len(overlaps) else -1
+            if best < 0 or overlaps[best] < min_iou:
+                report.skip("not_detected", label=label)
+                continue
+            taken[best] = True
+            crop = cv2.cvtColor(crop_with_margin(image, faces.boxes[best], margin), cv2.COLOR_BGR2RGB)
+            samples.append(FaceSample(_resized(crop, size), label, path, split, tuple(int(v) for v in faces.boxes[best])))
+            report.kept[label] += 1
+            report.by_split[(split, label)] += 1
+    return samples, report

@@ -212,3 +212,18 @@ def test_crop_sets_load_with_duplicates_on_one_side(data, folder, classes):
         by_content[hashlib.sha1(sample.source.read_bytes()).hexdigest()].add(sample.split)
     assert all(len(s) == 1 for s in by_content.values())
     assert {split for split, _ in report.by_split} == {"train", "val"}
+
+
+def test_voc_faces_cut_from_detector_boxes_like_the_runtime(data):
+    from convert.face_data import load_voc_detector_faces
+    from edge.classifier import MaskClassifier
+    from edge.detector import FaceDetector
+    from edge.scoring import load_voc_folder
+
+    root = data / "andrewmvd"
+    annotations = load_voc_folder(root)[:8]
+    samples, report = load_voc_detector_faces(root, FaceDetector("retinaface_mnv2_640_int8.tflite"), annotations=annotations)
+    faces = sum(len(a.labels) for a in annotations)
+    assert len(samples) + report.skipped["not_detected"] == faces and len(samples) > faces // 2
+    assert all(s.label in ("with_mask", "without_mask", "mask_weared_incorrect") and s.pixels.ndim == 3 for s in samples)
+    assert MaskClassifier().margin == 0.2  # the margin these crops use is the runtime's
