@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import InputError
-from edge.image import letterbox, read_image
+from edge.image import IMAGE_SUFFIXES, letterbox, read_image
 from edge.splits import select
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def image_files(folder: str | Path) -> list[Path]:

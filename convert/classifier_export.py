@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 
 from edge.classifier import MaskClassifier
+from edge.labels import CLASSES
 from edge.manifest import Manifest
 from edge.metrics import confusion, per_class
 
 from .artefacts import converter_versions, install
-from .face_data import CLASSES, FaceSample
+from .face_data import FaceSample
 from .formats import ExportJob, check_request
 from .keras_network import KerasNetwork
 

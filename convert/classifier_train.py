@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, InputError
+from edge.labels import CLASSES
 from edge.metrics import confusion, per_class
 
 from .augment import augment
-from .face_data import CLASSES, FaceReport, FaceSample, load_crop_folders, load_voc_detector_faces, load_voc_faces
+from .face_data import FaceReport, FaceSample, load_crop_folders, load_voc_detector_faces, load_voc_faces
 
 log = logging.getLogger(__name__)
 BACKBONES = ("mobilenetv2", "xception")

@@ -45,14 +45,9 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, InputError
+from edge.image import IMAGE_SUFFIXES
+from edge.labels import CLASS_ALIASES, CLASSES
 from edge.splits import split_of
-
-CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
-#: Folder or label name -> class. MaskedFace-Net folders: ``correct_mask``, ``incorrect_mask``;
-#: chandrikadeb7 folders: ``with_mask``, ``without_mask``.
-CLASS_ALIASES = {name: name for name in CLASSES} | {
-    "correct_mask": "with_mask", "incorrect_mask": "mask_weared_incorrect"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,6 +14,7 @@ import cv2
 
 from .errors import InputError
 from .image import expand_images, read_image
+from .labels import CLASS_ALIASES
 from .scoring import evaluate_crops, evaluate_detections, load_voc_folder
 from .splits import split_of
 
@@ -58,13 +59,12 @@ def predictor_process(predictor):
 def crop_figures(classifier, root: Path, split: str = "val") -> dict:
     """A crop folder (one subfolder per class) scored by a classifier."""
     root = Path(root)
-    aliases = {"correct_mask": "with_mask", "incorrect_mask": "mask_weared_incorrect"}
     truth, predicted = [], []
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not folders:
         raise InputError(f"{root}: expected one subfolder of crops per class")
     for folder in folders:
-        label = aliases.get(folder.name, folder.name)
+        label = CLASS_ALIASES.get(folder.name, folder.name)
         if label not in classifier.labels:
             raise InputError(f"{folder}: {folder.name!r} is not a class ({', '.join(classifier.labels)})")
         files = [f for f in expand_images([folder]) if split == "all" or split_of(f) == split]

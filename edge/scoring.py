@@ -39,13 +39,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError
+from .labels import CLASSES
 from .metrics import confusion, per_class
 from .postprocess import iou
 
 log = logging.getLogger(__name__)
 
 #: The three classes of the andrewmvd set, in the order of every confusion matrix here.
-CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")
 #: The two classes of the headline two-class mAP.
 MASK_NOMASK = ("with_mask", "without_mask")
 #: Overlap at which a detection matches a face (PASCAL VOC's AP@0.5).
