@@ -65,8 +65,10 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
                     preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir)
 
 
-def build_source(config: Config, pipeline: Pipeline | None = None):
-    """The configured frame source; a live one reconnects with back-off and captures in its own thread."""
+def build_source(config: Config, pipeline: Pipeline | None = None, stop: threading.Event | None = None,
+                 on_wait=None):
+    """The configured frame source; a live one reconnects with back-off and captures in its own thread
+    (whose ``read()`` gives up when ``stop`` is set and calls ``on_wait(source)`` while it waits)."""
     spec = config.source.spec
     if spec == SAMPLE_SOURCE:
         return SampleClip()
@@ -78,7 +80,8 @@ def build_source(config: Config, pipeline: Pipeline | None = None):
         if pipeline is not None:
             pipeline.events.publish(status_event(f"camera_{state}", device_id=config.device_id, detail=detail))
 
-    return Threaded(with_reconnect(source, backoff=config.source.reconnect_backoff_s, on_state=on_state))
+    return Threaded(with_reconnect(source, backoff=config.source.reconnect_backoff_s, on_state=on_state),
+                    stop=stop, on_wait=on_wait)
 
 
 def run(config: Config, max_frames: int | None = None, print_events: bool = False, on_frame=None):
@@ -89,9 +92,14 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
         for sig in (signals.SIGTERM, signals.SIGINT):
             previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
     watchdog = Watchdog.from_env()  # systemd's notify socket; does nothing outside systemd
+
+    def waiting(source) -> None:  # no frame yet: alive on purpose while reconnecting, so keep systemd told
+        if source.reconnecting:
+            watchdog.ping(status=f"camera lost; reconnecting to {config.source.spec}")
+
     try:
         with build_pipeline(config, print_events) as pipeline:
-            with build_source(config, pipeline) as source:
+            with build_source(config, pipeline, stop=stop, on_wait=waiting) as source:
                 watchdog.ready(f"running on {config.source.spec}")
 
                 def frame_done(result):

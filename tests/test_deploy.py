@@ -77,6 +77,15 @@ def test_notify_reaches_an_abstract_socket(monkeypatch):
         sock.close()
 
 
+def test_notify_gives_up_on_a_receiver_that_does_not_read(notify_socket, caplog):
+    path, sock = notify_socket
+    queued = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())  # Linux: 10 unless tuned
+    started = time.monotonic()
+    sent = [notify("WATCHDOG=1", path) for _ in range(queued + 2)]  # nobody reads
+    assert all(sent[:5]) and not sent[-1] and time.monotonic() - started < 5
+    assert "sd_notify 'WATCHDOG=1'" in caplog.text and "failed" in caplog.text
+
+
 def test_watchdog_protocol_rate_limited(notify_socket, monkeypatch):
     path, sock = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
@@ -116,6 +125,39 @@ def test_watchdog_does_nothing_outside_systemd(notify_socket, monkeypatch):
     dog = Watchdog.from_env()
     assert dog.ready() and sock.recv(4096) == b"READY=1"
     assert not dog.ping()
+
+
+def test_a_missing_camera_keeps_the_watchdog_fed_and_sigterm_still_stops_the_run(notify_socket, monkeypatch, tmp_path):
+    """Under systemd with a 1 s watchdog, a camera that is not there: the run waits in its reconnect
+    back-off, pings with a status that says so (rather than being killed as hung), and SIGTERM ends it."""
+    import signal
+    import threading
+
+    from edge.app import run
+    from edge.config import load_config
+
+    path, sock = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    config = load_config(None, {"source.spec": "/dev/video99",
+                                "source.reconnect_backoff_s": [30], "signal.backend": "mock",
+                                "events.jsonl": {"path": str(tmp_path / "events.jsonl")}})
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    try:
+        stats = run(config)
+    finally:
+        timer.cancel()
+    assert stats.frames == 0 and time.monotonic() - started < 6  # not 30 s: SIGTERM cut the back-off short
+    messages = received(sock)
+    assert messages[0].startswith("READY=1") and messages[-1].startswith("STOPPING=1")
+    pings = [m for m in messages if m.startswith("WATCHDOG=1")]
+    assert len(pings) >= 3, messages  # every 0.5 s over about 2 s
+    assert all("camera lost; reconnecting to" in m for m in pings)
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["status"] for e in events if e["type"] == "status"][:1] == ["camera_lost"]
 
 
 def test_watchdog_for_another_process_or_bad_values_is_off():

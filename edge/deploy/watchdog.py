@@ -28,6 +28,8 @@ import socket
 import time
 
 log = logging.getLogger(__name__)
+#: Longest wait for room in the receiver's queue before a notification is dropped.
+SEND_TIMEOUT_S = 0.5
 
 
 def notify_address(value: str | None) -> str | bytes | None:
@@ -46,13 +48,15 @@ def notify(message: str, socket_path: str | None = None) -> bool:
     """Send one notification datagram (``"READY=1"``, ``"STATUS=..."``, lines joined by newlines).
 
     Returns True when sent, False when not under systemd (no ``$NOTIFY_SOCKET``) or the send failed:
-    a lost notification must never stop the pipeline, so failures are logged, not raised.
+    a lost notification must never stop the pipeline, so failures are logged, not raised, and a
+    receiver whose queue is full (Linux queues 10 datagrams) is given ``SEND_TIMEOUT_S``, not forever.
     """
     address = notify_address(socket_path if socket_path is not None else os.environ.get("NOTIFY_SOCKET"))
     if address is None:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.settimeout(SEND_TIMEOUT_S)
             sock.sendto(message.encode(), address)
         return True
     except OSError as exc:

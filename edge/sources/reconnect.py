@@ -52,6 +52,11 @@ class Reconnecting(BaseSource):
         self._attempts = 0
         self._index = 0
 
+    @property
+    def reconnecting(self) -> bool:
+        """True from a loss until frames flow again (also while a camera missing at start is retried)."""
+        return self._lost_since is not None
+
     def open(self) -> None:
         """Start; the first connection happens on the first ``read()``."""
         self._stop.clear()

@@ -4,7 +4,11 @@ For a live source the queue keeps the newest ``queue_size`` frames and drops the
 detector sees the present, not a backlog; ``dropped`` counts them); for a file or image list the
 thread waits for room, so every frame arrives, in order. An error in the thread is raised by the
 next ``read()`` and ends the capture; ``close()`` stops and joins the thread, which closes the
-source (a ``Reconnecting`` source waiting to reconnect is woken first)::
+source (a ``Reconnecting`` source waiting to reconnect is woken first).
+
+A ``read()`` waiting for a frame returns None as soon as ``stop`` (a ``threading.Event``) is set,
+so SIGTERM ends a run even while the camera is away, and calls ``on_wait(source)`` every 0.1 s
+of its wait (the runtime pings systemd's watchdog from there while ``reconnecting`` is true)::
 
     with Threaded(with_reconnect(open_source(0))) as source:
         while (frame := source.read()) is not None: ...
@@ -14,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Callable
 
 from . import BaseSource, Frame, Source, SourceError
 
@@ -27,16 +32,23 @@ class Threaded(BaseSource):
 
     interruptible = True
 
-    def __init__(self, source: Source, queue_size: int = 2, join_timeout: float = 5.0):
+    def __init__(self, source: Source, queue_size: int = 2, join_timeout: float = 5.0,
+                 stop: threading.Event | None = None, on_wait: Callable[["Threaded"], None] | None = None):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.source, self.name, self.live = source, source.name, source.live
         self.join_timeout = join_timeout
+        self.stop_event, self.on_wait = stop, on_wait
         self.dropped = 0
         self._queue: queue.Queue = queue.Queue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ended = False
+
+    @property
+    def reconnecting(self) -> bool:
+        """The wrapped source's ``reconnecting`` (False for a source that does not reconnect)."""
+        return bool(getattr(self.source, "reconnecting", False))
 
     def open(self) -> None:
         """Open the source here (so its errors surface here), then start the thread."""
@@ -53,12 +65,16 @@ class Threaded(BaseSource):
         if self._thread is None and not self._ended:
             raise SourceError(f"{self.name}: read before open (or after close)")
         while not self._ended:
+            if self.stop_event is not None and self.stop_event.is_set():
+                return None
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
                 thread = self._thread
                 if thread is None or not thread.is_alive():
                     self._ended = True  # closed while waiting
+                elif self.on_wait is not None:
+                    self.on_wait(self)
                 continue
             if isinstance(item, Frame):
                 return item
