@@ -52,6 +52,8 @@ class TrainConfig:
     head_lr: float = 1e-3
     finetune_lr: float = 1e-4
     sampling_power: float = 0.5  #: class sampling weight ~ count**power (1: natural, 0: balanced)
+    #: share of a class's draws given to its synthesized crops (None: in proportion to their number)
+    synthetic_share: float | None = None
     seed: int = 0
     limit: int | None = None  #: cap per class and split (for quick runs and tests)
 
@@ -164,7 +166,19 @@ class _Batches:
         labels = np.array([CLASSES.index(s.label) for s in samples])
         counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
         class_weight = np.where(counts > 0, counts ** config.sampling_power / np.maximum(counts, 1), 0)
-        self.p = class_weight[labels] / class_weight[labels].sum()
+        weight = class_weight[labels]
+        share = config.synthetic_share
+        if share is not None and not 0 <= share <= 1:
+            raise ConfigError(f"--synthetic-share {share}: give a share between 0 and 1")
+        if share is not None:  # within each class holding both, synthesized crops get ``share`` of its draws
+            synthetic = np.array([s.synthetic for s in samples])
+            for c in range(len(CLASSES)):
+                made, real = (labels == c) & synthetic, (labels == c) & ~synthetic
+                if made.any() and real.any():
+                    mass = weight[labels == c].sum()
+                    weight[made] = mass * share / made.sum()
+                    weight[real] = mass * (1 - share) / real.sum()
+        self.p = weight / weight.sum()
         self.labels = labels
 
     def __call__(self):

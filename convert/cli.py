@@ -67,6 +67,8 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     train.add_argument("--sampling-power", type=float, default=recipe.sampling_power,
                        help="class sampling weight ~ count**power: 1 natural, 0 balanced (default: %(default)s)")
+    train.add_argument("--synthetic-share", type=float, default=recipe.synthetic_share,
+                       help="share of a class's draws given to its synthesized crops (default: in proportion to their number)")
     train.add_argument("--limit", type=int, default=None, help="at most N crops per class and split (quick runs)")
     train.add_argument("--also-score", type=Path, nargs="+", default=[], metavar="DIR",
                        help="VOC or crop folders NOT trained on, scored whole (cross-data-set figures)")
@@ -116,7 +118,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
-                         patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power)
+                         patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power,
+                         synthetic_share=args.synthetic_share)
     samples, report = load_samples(config)
     print(report)
     samples = add_synthetic_incorrect(samples, config)

@@ -89,3 +89,22 @@ def test_xception_is_the_seed_papers_head():
     assert any(layer.__class__.__name__ == "Dropout" for layer in model.layers)
     with pytest.raises(ConfigError, match="at least 71"):
         build_model(TrainConfig(backbone="xception", input_size=64))
+
+
+def test_synthetic_share_sets_how_often_synthesized_crops_are_drawn():
+    from convert.classifier_train import _Batches
+    from convert.face_data import FaceSample
+
+    def crop(label, synthetic=False):
+        return FaceSample(pixels=np.zeros((8, 8, 3), np.uint8), label=label, source="x.png", split="train",
+                          synthetic=synthetic)
+
+    samples = [crop("with_mask")] * 40 + [crop("mask_weared_incorrect")] * 2 + [crop("mask_weared_incorrect", True)] * 18
+    synthetic = np.array([s.synthetic for s in samples])
+    for share, expected in ((None, 0.9), (0.5, 0.5), (0.0, 0.0)):
+        sampler = _Batches(samples, TrainConfig(synthetic_share=share))
+        incorrect = sampler.labels == CLASSES.index("mask_weared_incorrect")
+        assert sampler.p[incorrect & synthetic].sum() / sampler.p[incorrect].sum() == pytest.approx(expected)
+        assert sampler.p[incorrect].sum() == pytest.approx(_Batches(samples, TrainConfig()).p[incorrect].sum())
+    with pytest.raises(ConfigError, match="--synthetic-share 1.5"):
+        _Batches(samples, TrainConfig(synthetic_share=1.5))
