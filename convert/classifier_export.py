@@ -27,11 +27,26 @@ def file_name(backbone: str, size: int, precision: str, suffix: str) -> str:
     return f"mask_{SHORT[backbone]}_{size}_{precision}{suffix}"
 
 
-def validation_figures(classifier: MaskClassifier, samples: list[FaceSample]) -> dict:
-    """Per-class precision, recall, F1 and the confusion matrix of a classifier file on samples."""
-    probabilities = classifier.classify_crops([s.pixels for s in samples])
-    truth = [CLASSES.index(s.label) for s in samples]
-    return per_class(confusion(truth, probabilities.argmax(1), len(CLASSES)), CLASSES)
+#: Face sizes (shorter side of the box in the source image, px) the figures are also given for.
+FACE_SIZES = ((0, 24), (24, 48), (48, None))
+
+
+def validation_figures(classifier: MaskClassifier, samples: list[FaceSample], breakdown: bool = False) -> dict:
+    """Per-class precision, recall, F1 and the confusion matrix of a classifier file on samples;
+    with ``breakdown``, also per data set and, for crops cut from scenes, per face size."""
+    predicted = classifier.classify_crops([s.pixels for s in samples]).argmax(1)
+    truth = np.array([CLASSES.index(s.label) for s in samples])
+    figures = per_class(confusion(truth, predicted, len(CLASSES)), CLASSES)
+    if breakdown:
+        def part(keep):
+            return dict(per_class(confusion(truth[keep], predicted[keep], len(CLASSES)), CLASSES), crops=int(keep.sum()))
+
+        datasets = np.array([s.dataset for s in samples])
+        figures["by_dataset"] = {name: part(datasets == name) for name in sorted(set(datasets)) if name}
+        side = np.array([min(s.box[2] - s.box[0], s.box[3] - s.box[1]) if s.box else -1 for s in samples])
+        figures["by_face_size"] = {f"{lo}-{hi or ''}px": part((side >= lo) & ((side < hi) if hi else True))
+                                   for lo, hi in FACE_SIZES if ((side >= lo) & ((side < hi) if hi else True)).any()}
+    return figures
 
 
 def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_FORMATS, calib_count: int = 200,
@@ -67,10 +82,10 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
                 converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
                 calibration={"images": len(calibration), "source": "training face crops (train split)"} if fmt.calibrated else None)
         classifier = MaskClassifier(name, models_dir=out)
-        figures = validation_figures(classifier, val)
+        figures = validation_figures(classifier, val, breakdown=True)
         figures.update(split="val", crops=len(val))
         if also_score:
-            figures["unseen_datasets"] = {k: dict(validation_figures(classifier, v), crops=len(v)) for k, v in also_score.items()}
+            figures["unseen_datasets"] = {k: dict(validation_figures(classifier, v, breakdown=True), crops=len(v)) for k, v in also_score.items()}
         manifest.entries[name] = manifest.entries[name].model_copy(update={"metrics": figures})
         manifest.save()
         log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f", name, fmt.key, time.perf_counter() - started,

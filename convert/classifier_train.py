@@ -6,13 +6,15 @@ folders, split by source image (:mod:`edge.splits`); street-like augmentation
 ``mask_weared_incorrect`` class, optionally topped up with synthesized
 examples; phase 1 trains the head on a frozen ImageNet backbone, phase 2 the
 top of the backbone; both stop early on validation macro F1 and keep the best
-weights.
+weights. With several data sets, the score is the mean of each data set's val
+macro F1, so that small street faces count as much as the many clear web
+portraits.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,8 @@ class TrainConfig:
     sampling_power: float = 0.5  #: class sampling weight ~ count**power (1: natural, 0: balanced)
     #: share of a class's draws given to its synthesized crops (None: in proportion to their number)
     synthetic_share: float | None = None
+    #: within a class, each data set's draws ~ its count**power (1: in proportion, 0: data sets equal)
+    source_power: float = 1.0
     seed: int = 0
     limit: int | None = None  #: cap per class and split (for quick runs and tests)
 
@@ -76,11 +80,11 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
             found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size)
         else:
             found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
-        samples += found
+        samples += [replace(s, dataset=Path(root).name) for s in found]
         report = report.merge(rep)
     for root in config.crops:
         found, rep = load_crop_folders(root, size=size)
-        samples += found
+        samples += [replace(s, dataset=Path(root).name) for s in found]
         report = report.merge(rep)
     if config.limit:
         rng = np.random.default_rng(config.seed)
@@ -105,8 +109,6 @@ def add_synthetic_incorrect(samples: list[FaceSample], config: TrainConfig) -> l
     """Samples plus ``config.synth_incorrect`` synthesized incorrect-mask crops, from the train side only."""
     if config.synth_incorrect <= 0:
         return samples
-    from dataclasses import replace
-
     from .synth_masks import synthesize_incorrect
 
     rng = np.random.default_rng(config.seed)
@@ -157,29 +159,41 @@ def _arrays(samples: list[FaceSample], size: int) -> tuple[np.ndarray, np.ndarra
     return x, np.array([CLASSES.index(s.label) for s in samples])
 
 
+def draw_weights(samples: list[FaceSample], config: TrainConfig) -> np.ndarray:
+    """How likely each sample is drawn: a class's share ~ its count**``sampling_power``; inside a
+    class, its synthesized crops get ``synthetic_share`` (when given) and each data set's real crops
+    a share ~ their count**``source_power``; a sample gets its group's share over the group's size."""
+    share = config.synthetic_share
+    if share is not None and not 0 <= share <= 1:
+        raise ConfigError(f"--synthetic-share {share}: give a share between 0 and 1")
+    labels = np.array([CLASSES.index(s.label) for s in samples])
+    groups = np.array(["\0synthetic" if s.synthetic else s.dataset for s in samples])
+    weight = np.zeros(len(samples))
+    for c in np.unique(labels):
+        in_class = labels == c
+        names, counts = np.unique(groups[in_class], return_counts=True)
+        real = names != "\0synthetic"
+        mass = np.where(real, counts.astype(float) ** config.source_power, 0.0)
+        mass = mass / mass.sum() if mass.sum() else mass
+        if share is not None and not real.all() and real.any():
+            mass = np.where(real, mass * (1 - share), share)
+        elif not real.all():  # no share given: synthesized crops in proportion to their number
+            made = counts[~real].sum() / counts.sum()
+            mass = np.where(real, mass * (1 - made), made)
+        for name, m, n in zip(names, mass, counts):
+            weight[in_class & (groups == name)] = m / n
+        weight[in_class] *= in_class.sum() ** config.sampling_power / weight[in_class].sum()
+    return weight / weight.sum()
+
+
 class _Batches:
-    """Endless augmented batches, classes drawn with tempered frequencies."""
+    """Endless augmented batches drawn by :func:`draw_weights`."""
 
     def __init__(self, samples: list[FaceSample], config: TrainConfig):
         self.samples, self.config = samples, config
         self.rng = np.random.default_rng(config.seed)
-        labels = np.array([CLASSES.index(s.label) for s in samples])
-        counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
-        class_weight = np.where(counts > 0, counts ** config.sampling_power / np.maximum(counts, 1), 0)
-        weight = class_weight[labels]
-        share = config.synthetic_share
-        if share is not None and not 0 <= share <= 1:
-            raise ConfigError(f"--synthetic-share {share}: give a share between 0 and 1")
-        if share is not None:  # within each class holding both, synthesized crops get ``share`` of its draws
-            synthetic = np.array([s.synthetic for s in samples])
-            for c in range(len(CLASSES)):
-                made, real = (labels == c) & synthetic, (labels == c) & ~synthetic
-                if made.any() and real.any():
-                    mass = weight[labels == c].sum()
-                    weight[made] = mass * share / made.sum()
-                    weight[real] = mass * (1 - share) / real.sum()
-        self.p = weight / weight.sum()
-        self.labels = labels
+        self.labels = np.array([CLASSES.index(s.label) for s in samples])
+        self.p = draw_weights(samples, config)
 
     def __call__(self):
         size = self.config.input_size
@@ -189,12 +203,6 @@ class _Batches:
             yield x, self.labels[picks]
 
 
-def evaluate(predict, x: np.ndarray, y: np.ndarray) -> dict:
-    """Per-class figures of ``predict`` (batch of RGB uint8 -> probabilities) on (x, y)."""
-    probabilities = predict(x)
-    return per_class(confusion(y, probabilities.argmax(1), len(CLASSES)), CLASSES)
-
-
 def train(config: TrainConfig, samples: list[FaceSample]):
     """Train on the train side, stop early on the val side's macro F1; returns (model, history)."""
     import keras
@@ -202,7 +210,9 @@ def train(config: TrainConfig, samples: list[FaceSample]):
 
     keras.utils.set_random_seed(config.seed)
     train_set = [s for s in samples if s.split == "train"]
-    x_val, y_val = _arrays([s for s in samples if s.split == "val"], config.input_size)
+    val = [s for s in samples if s.split == "val"]
+    x_val, y_val = _arrays(val, config.input_size)
+    val_sets = {name: np.array([s.dataset == name for s in val]) for name in sorted({s.dataset for s in val})}
     model, base = build_model(config)
     data = tf.data.Dataset.from_generator(_Batches(train_set, config), output_signature=(
         tf.TensorSpec((None, config.input_size, config.input_size, 3), tf.float32),
@@ -216,13 +226,19 @@ def train(config: TrainConfig, samples: list[FaceSample]):
         for epoch in range(epochs):
             started = time.perf_counter()
             fit = model.fit(data, steps_per_epoch=config.steps_per_epoch, epochs=1, verbose=0)
-            figures = evaluate(predict, x_val, y_val)
+            probabilities = predict(x_val)
+            figures = per_class(confusion(y_val, probabilities.argmax(1), len(CLASSES)), CLASSES)
+            by_set = {name: per_class(confusion(y_val[k], probabilities[k].argmax(1), len(CLASSES)), CLASSES)["macro_f1"]
+                      for name, k in val_sets.items()}
+            score = float(np.mean(list(by_set.values())))
             history.append({"phase": name, "epoch": epoch + 1, "loss": float(fit.history["loss"][-1]),
-                            "val_macro_f1": figures["macro_f1"], "seconds": round(time.perf_counter() - started, 1)})
-            log.info("%s epoch %d: loss %.4f, val macro F1 %.4f (%.0f s)", name, epoch + 1,
-                     history[-1]["loss"], figures["macro_f1"], history[-1]["seconds"])
-            if figures["macro_f1"] > best:
-                best, best_weights, waited = figures["macro_f1"], model.get_weights(), 0
+                            "val_macro_f1": figures["macro_f1"], "val_macro_f1_by_dataset": by_set, "score": score,
+                            "seconds": round(time.perf_counter() - started, 1)})
+            log.info("%s epoch %d: loss %.4f, val macro F1 %.4f, by data set %s (%.0f s)", name, epoch + 1,
+                     history[-1]["loss"], figures["macro_f1"], {k: round(v, 4) for k, v in by_set.items()},
+                     history[-1]["seconds"])
+            if score > best:
+                best, best_weights, waited = score, model.get_weights(), 0
             else:
                 waited += 1
                 if waited >= config.patience:

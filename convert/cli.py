@@ -69,6 +69,8 @@ def add_commands(subparsers, models_dir_default: str) -> None:
                        help="class sampling weight ~ count**power: 1 natural, 0 balanced (default: %(default)s)")
     train.add_argument("--synthetic-share", type=float, default=recipe.synthetic_share,
                        help="share of a class's draws given to its synthesized crops (default: in proportion to their number)")
+    train.add_argument("--source-power", type=float, default=recipe.source_power,
+                       help="within a class, each data set drawn ~ its count**power: 1 in proportion, 0 data sets equal (default: %(default)s)")
     train.add_argument("--limit", type=int, default=None, help="at most N crops per class and split (quick runs)")
     train.add_argument("--also-score", type=Path, nargs="+", default=[], metavar="DIR",
                        help="VOC or crop folders NOT trained on, scored whole (cross-data-set figures)")
@@ -119,7 +121,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power,
-                         synthetic_share=args.synthetic_share)
+                         synthetic_share=args.synthetic_share,
+                         source_power=args.source_power)
     samples, report = load_samples(config)
     print(report)
     samples = add_synthetic_incorrect(samples, config)
@@ -130,7 +133,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
     also = {}
     for folder in args.also_score:
         extra = TrainConfig(voc=[folder] if (folder / "annotations").is_dir() else [],
-                            crops=[] if (folder / "annotations").is_dir() else [folder], input_size=config.input_size)
+                            crops=[] if (folder / "annotations").is_dir() else [folder], input_size=config.input_size,
+                            voc_boxes=config.voc_boxes)
         also[folder.name] = load_samples(extra)[0]
     names = export(model, config, samples, args.out, args.formats, datasets=[Path(d).name for d in datasets],
                    training={"history": history, "config": {k: str(v) for k, v in vars(config).items()}},

@@ -62,6 +62,8 @@ class FaceSample:
     box: tuple[int, int, int, int] | None = None
     #: Made by :mod:`convert.synth_masks` rather than cut from a photo (never used for calibration or scoring).
     synthetic: bool = False
+    #: The data set (folder name) it came from; training draws each class's data sets by ``source_power``.
+    dataset: str = ""
 
 
 @dataclass

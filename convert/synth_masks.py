@@ -60,6 +60,9 @@ TIGHT_CROP_PROPORTIONS = np.float32([[0.301, 0.422], [0.709, 0.394], [0.509, 0.6
 #: chin hangs under it) and its half width.
 MODES = {"below_nose": dict(anchor=2, top=(8, 12), keep=5, bottom=100.0, jaw=124.0, half_width=40.0),
          "chin": dict(anchor=3, top=(8, 11), keep=6, bottom=120.0, jaw=132.0, half_width=36.0)}
+#: How often each mode is drawn when a face can show both: most incorrectly worn masks in the
+#: andrewmvd train crops sit under the nose over mouth and chin; about a quarter hang on the chin.
+MODE_SHARE = {"below_nose": 0.75, "chin": 0.25}
 _COLOURS = ((170, 205, 230), (150, 190, 225), (236, 236, 232), (40, 40, 44))
 
 
@@ -270,7 +273,8 @@ def synthesize_incorrect(unmasked, masked, count, rng, detector=None, modes=("be
     mask from a masked face of the same split (a drawn mask when that split has no usable
     donor). Targets cycle in a random order; a crop cut too high to show a mode's mask gets
     another of ``modes``, and a face turned aside or cut too high for all of them is passed
-    over (unless that leaves no face).
+    over (unless that leaves no face). A face that can show several modes gets one drawn by
+    :data:`MODE_SHARE`.
     ``rng`` is a ``numpy.random.Generator``: the same seed and inputs give the same outputs.
     ``landmarks``, optional, is ``(unmasked_points, masked_points)`` from
     :func:`landmarks_for`, to skip detection (``detector`` is used otherwise).
@@ -311,7 +315,8 @@ def synthesize_incorrect(unmasked, masked, count, rng, detector=None, modes=("be
     out = []
     for index in order[:count]:
         target, t_fwd, points, fits = targets[index]
-        mode = fits[rng.integers(len(fits))]
+        share = np.array([MODE_SHARE[m] for m in fits])
+        mode = fits[rng.choice(len(fits), p=share / share.sum())]
         pool = donors.get(target.split)
         if pool:
             image, d_fwd, outline, light = pool[rng.integers(len(pool))]

@@ -29,6 +29,9 @@ def test_training_runs_both_phases_and_exports_every_format(small_run):
     config, samples, model, history, out, names = small_run
     assert [h["phase"] for h in history] == ["head", "finetune"]
     assert all(np.isfinite(h["loss"]) for h in history)
+    for h in history:  # early stopping scores each data set alike
+        assert sorted(h["val_macro_f1_by_dataset"]) == ["andrewmvd", "chandrikadeb7"]
+        assert h["score"] == pytest.approx(np.mean(list(h["val_macro_f1_by_dataset"].values())))
     assert sorted(names) == sorted(FILES)
     manifest = Manifest.load(out)
     for name in FILES:
@@ -36,6 +39,11 @@ def test_training_runs_both_phases_and_exports_every_format(small_run):
         assert entry.task == "mask_classification" and entry.labels == list(CLASSES)
         assert entry.metrics["crops"] == sum(s.split == "val" for s in samples)
         assert len(entry.metrics["confusion"]) == 3
+        by_set = entry.metrics["by_dataset"]
+        assert sorted(by_set) == ["andrewmvd", "chandrikadeb7"]
+        assert sum(f["crops"] for f in by_set.values()) == entry.metrics["crops"]
+        by_size = entry.metrics["by_face_size"]  # scene crops only: the crop folders have no boxes
+        assert set(by_size) <= {"0-24px", "24-48px", "48-px"} and sum(f["crops"] for f in by_size.values()) == by_set["andrewmvd"]["crops"]
     assert manifest.entries["mask_mnv2_64_int8.tflite"].input.dtype == "uint8"
     assert manifest.entries["mask_mnv2_64_fp32.onnx"].input.shape[0] is None  # faces batched on ONNX
 
@@ -95,9 +103,9 @@ def test_synthetic_share_sets_how_often_synthesized_crops_are_drawn():
     from convert.classifier_train import _Batches
     from convert.face_data import FaceSample
 
-    def crop(label, synthetic=False):
+    def crop(label, synthetic=False, dataset="street"):
         return FaceSample(pixels=np.zeros((8, 8, 3), np.uint8), label=label, source="x.png", split="train",
-                          synthetic=synthetic)
+                          synthetic=synthetic, dataset=dataset)
 
     samples = [crop("with_mask")] * 40 + [crop("mask_weared_incorrect")] * 2 + [crop("mask_weared_incorrect", True)] * 18
     synthetic = np.array([s.synthetic for s in samples])
@@ -108,3 +116,21 @@ def test_synthetic_share_sets_how_often_synthesized_crops_are_drawn():
         assert sampler.p[incorrect].sum() == pytest.approx(_Batches(samples, TrainConfig()).p[incorrect].sum())
     with pytest.raises(ConfigError, match="--synthetic-share 1.5"):
         _Batches(samples, TrainConfig(synthetic_share=1.5))
+
+
+def test_source_power_evens_out_data_sets_inside_a_class():
+    from convert.classifier_train import draw_weights
+    from convert.face_data import FaceSample
+
+    def crops(label, dataset, n):
+        return [FaceSample(np.zeros((8, 8, 3), np.uint8), label, "x.png", "train", dataset=dataset)] * n
+
+    samples = crops("without_mask", "street", 100) + crops("without_mask", "web", 900) + crops("with_mask", "street", 400)
+    street = np.array([s.dataset == "street" and s.label == "without_mask" for s in samples])
+    unmasked = np.array([s.label == "without_mask" for s in samples])
+    for power, expected in ((1.0, 0.1), (0.5, 0.25), (0.0, 0.5)):
+        p = draw_weights(samples, TrainConfig(source_power=power))
+        assert p[street].sum() / p[unmasked].sum() == pytest.approx(expected)
+        assert p[unmasked].sum() == pytest.approx(1000 ** 0.5 / (1000 ** 0.5 + 400 ** 0.5))  # class shares unchanged
+    natural = draw_weights(samples, TrainConfig(sampling_power=1.0))
+    assert np.allclose(natural, 1 / len(samples))  # powers 1 and 1: every crop as likely

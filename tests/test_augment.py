@@ -1,0 +1,29 @@
+"""Street-like augmentation: shapes, repeatability, and distant faces drawn as often as near ones."""
+import numpy as np
+
+from convert.augment import augment, distant_side, low_resolution
+from edge.image import read_image
+
+
+def test_augment_is_seeded_and_keeps_the_requested_size(sample_image):
+    crop = np.ascontiguousarray(read_image(sample_image)[40:160, 60:180, ::-1])
+    first = [augment(crop, 96, np.random.default_rng(3)) for _ in range(2)]
+    assert first[0].shape == (96, 96, 3) and first[0].dtype == np.uint8
+    np.testing.assert_array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], augment(crop, 96, np.random.default_rng(4)))
+
+
+def test_distant_faces_are_drawn_log_uniformly():
+    """On a 120 px crop a third of the draws (log 2 / log 10) are 12-24 px faces, not a ninth."""
+    rng = np.random.default_rng(0)
+    sides = np.array([distant_side(rng, 12, 120) for _ in range(20000)])
+    assert sides.min() >= 12 and sides.max() < 120
+    assert abs(np.mean(sides < 24) - np.log(2) / np.log(10)) < 0.02
+    assert abs(np.mean(sides >= 60) - np.log(2) / np.log(10)) < 0.02
+
+
+def test_low_resolution_loses_detail_and_keeps_the_shape():
+    board = (np.indices((120, 120)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, 2)
+    out = low_resolution(board, np.random.default_rng(0))
+    assert out.shape == board.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - 127).mean() < np.abs(board.astype(int) - 127).mean() / 2
