@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.image import crop_with_margin, letterbox
+from edge.image import crop_with_margin, letterbox, stretch
 from edge.manifest import Manifest
 
 FULL_OUTPUT = "Identity:0"  #: (N, 16): 14 normalised coordinates (box, 5 landmarks), a flag, the score
@@ -46,8 +46,8 @@ class TensorFlowPipeline:
         if not len(boxes):
             return np.zeros((0, len(self.labels)), np.float32)
         size = self.crop_size
-        crops = [self._cv2.resize(self._cv2.cvtColor(crop_with_margin(frame_bgr, b, self.margin), self._cv2.COLOR_BGR2RGB),
-                                  (size, size), interpolation=self._cv2.INTER_AREA) for b in boxes]
+        crops = [stretch(self._cv2.cvtColor(crop_with_margin(frame_bgr, b, self.margin), self._cv2.COLOR_BGR2RGB), size, size)
+                 for b in boxes]
         return self._classifier(np.stack(crops).astype(np.float32), training=False).numpy()
 
     def process(self, frame_bgr: np.ndarray):

@@ -5,10 +5,10 @@ import logging
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edge.classifier import MaskClassifier
+from edge.image import stretch
 from edge.labels import CLASSES
 from edge.manifest import Manifest
 from edge.metrics import confusion, per_class
@@ -62,7 +62,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     train = [s for s in samples if s.split == "train" and not s.synthetic]
     val = [s for s in samples if s.split == "val" and not s.synthetic]
     picks = np.linspace(0, len(train) - 1, min(calib_count, len(train))).round().astype(int)
-    calibration = [cv2.resize(train[i].pixels, (size, size), interpolation=cv2.INTER_AREA)[None].astype(np.float32)
+    calibration = [stretch(train[i].pixels, size, size)[None].astype(np.float32)
                    for i in picks]
     network = KerasNetwork(model)
     manifest = Manifest.load(out)
@@ -75,7 +75,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
         install(manifest, name, blob, fmt, task="mask_classification", architecture=f"{config.backbone} classifier",
                 preprocessing={"color": "RGB", "margin": config.margin,
                                "crop": "detector box grown by margin x its width (left, right) and height (top, bottom), clipped",
-                               "resize": f"stretched to {size}x{size}, INTER_AREA", "input_range": "0..255; the model normalises itself"},
+                               "resize": f"stretched to {size}x{size}: INTER_AREA when shrinking, INTER_LINEAR when enlarging", "input_range": "0..255; the model normalises itself"},
                 outputs=["probabilities"], labels=list(CLASSES),
                 source={"backbone": config.backbone, "backbone_weights": _weights_source(config),
                         "datasets": datasets or [], "training": training or {}},

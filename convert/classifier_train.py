@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import ConfigError, InputError
+from edge.image import stretch
 from edge.labels import CLASSES
 from edge.metrics import confusion, per_class
 
@@ -153,9 +154,7 @@ def build_model(config: TrainConfig):
 
 
 def _arrays(samples: list[FaceSample], size: int) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    x = np.stack([cv2.resize(s.pixels, (size, size), interpolation=cv2.INTER_AREA) for s in samples])
+    x = np.stack([stretch(s.pixels, size, size) for s in samples])
     return x, np.array([CLASSES.index(s.label) for s in samples])
 
 

@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError, InputError
-from edge.image import IMAGE_SUFFIXES
+from edge.image import IMAGE_SUFFIXES, stretch
 from edge.labels import CLASS_ALIASES, CLASSES
 from edge.splits import split_of
 
@@ -122,10 +122,7 @@ def read_rgb(path: Path) -> np.ndarray | None:
 
 
 def _resized(pixels: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or pixels.shape[:2] == (size, size):
-        return np.ascontiguousarray(pixels)
-    shrink = pixels.shape[0] > size and pixels.shape[1] > size
-    return cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(pixels) if size is None else stretch(pixels, size, size)
 
 
 def _parse_voc(xml: Path, images: Path) -> tuple[Path, list[tuple[str, tuple[float, ...]]]]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .errors import ModelError
-from .image import crop_with_margin, to_bgr8
+from .image import crop_with_margin, stretch, to_bgr8
 from .manifest import Manifest
 from .runtimes import load_runtime
 
@@ -51,7 +51,8 @@ class MaskClassifier:
         return np.clip(np.round(crops_rgb / scale + zero), info.min, info.max).astype(dtype)
 
     def resize(self, crop_rgb: np.ndarray) -> np.ndarray:
-        return cv2.resize(crop_rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        """Stretched to the input size as in training (:func:`edge.image.stretch`)."""
+        return stretch(crop_rgb, self.size, self.size)
 
     def classify_crops(self, crops_rgb: list[np.ndarray]) -> np.ndarray:
         """Probabilities (N, len(labels)) for RGB uint8 face crops of any size."""

@@ -99,6 +99,18 @@ def letterbox(frame_bgr: np.ndarray, height: int, width: int, rgb: bool = True) 
     return canvas, Letterbox(new_w / w, new_h / h, height, width)
 
 
+def stretch(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` resized to ``width`` x ``height`` (aspect not kept): pixel areas averaged when it
+    shrinks, bilinear when it grows. One rule for training, calibration and the device: OpenCV's
+    INTER_AREA enlarges like nearest neighbour, and a small face enlarged blocky on the device but
+    smooth in training is misread."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return np.ascontiguousarray(image)
+    shrink = h >= height and w >= width
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray:
     """The box grown by ``margin`` of its width (left, right) and height (top, bottom), clipped to the frame."""
     h, w = frame.shape[:2]

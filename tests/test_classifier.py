@@ -52,6 +52,50 @@ def test_validation_crops_are_classified_well(name, data):
     assert total >= 100 and correct / total > 0.9
 
 
+def test_crops_are_stretched_smoothly_both_ways():
+    import cv2
+
+    from edge.image import stretch
+
+    rng = np.random.default_rng(0)
+    small, large = rng.integers(0, 256, (20, 30, 3), np.uint8), rng.integers(0, 256, (200, 150, 3), np.uint8)
+    np.testing.assert_array_equal(stretch(small, 96, 96), cv2.resize(small, (96, 96), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(stretch(large, 96, 96), cv2.resize(large, (96, 96), interpolation=cv2.INTER_AREA))
+    assert MaskClassifier().resize(small).shape == (96, 96, 3)
+    # enlarged bilinear, a 20 px face has no 5 px blocks of one value (INTER_AREA's nearest-like steps)
+    row = stretch(small, 96, 96)[40, :, 0].astype(int)
+    assert np.count_nonzero(np.diff(row)) > 80
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_small_street_faces_are_classified_well(name, data):
+    """Faces of 16-67 px from the val side of the street scenes, enlarged to the input as the runtime
+    does: most unmasked ones must be called unmasked (enlarging them blocky, as OpenCV's INTER_AREA
+    does, halves that: the crops in training are smooth)."""
+    from edge.image import crop_with_margin
+    from edge.scoring import load_voc_folder
+    from edge.splits import split_of
+
+    root = data / "andrewmvd"
+    classifier = MaskClassifier(name)
+    crops, truth = [], []
+    for a in load_voc_folder(root):
+        path = root / "images" / a.filename
+        if split_of(path) != "val":
+            continue
+        image = read_image(path)
+        for box, label in zip(a.boxes, a.labels):
+            side = min(box[2] - box[0], box[3] - box[1])
+            if 16 <= side < 67 and label != "mask_weared_incorrect":
+                crops.append(crop_with_margin(image, box, classifier.margin)[:, :, ::-1])
+                truth.append(classifier.labels.index(label))
+    predicted, truth = classifier.classify_crops(crops).argmax(1), np.array(truth)
+    unmasked = truth == classifier.labels.index("without_mask")
+    assert len(crops) > 250 and unmasked.sum() > 40
+    assert (predicted[unmasked] == truth[unmasked]).mean() > 0.85
+    assert (predicted[~unmasked] == truth[~unmasked]).mean() > 0.95
+
+
 def test_classify_command_writes_csv(data, tmp_path):
     folder = data / "crops" / "chandrikadeb7" / "without_mask"
     files = sorted(folder.iterdir())[:5]
