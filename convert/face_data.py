@@ -36,7 +36,6 @@ about 200 MB).
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 
 from edge.errors import ConfigError, InputError
 from edge.image import IMAGE_SUFFIXES, stretch
+from edge.scoring import read_voc_objects
 from edge.labels import CLASS_ALIASES, CLASSES
 from edge.splits import split_of
 
@@ -126,19 +126,14 @@ def _resized(pixels: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _parse_voc(xml: Path, images: Path) -> tuple[Path, list[tuple[str, tuple[float, ...]]]]:
-    """The image path and ``(label, (xmin, ymin, xmax, ymax))`` objects of one VOC file."""
-    try:
-        root = ET.parse(xml).getroot()
-        objects = [(obj.findtext("name", "").strip(),
-                    tuple(float(obj.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")))
-                   for obj in root.iter("object")]
-    except (ET.ParseError, OSError, AttributeError, TypeError, ValueError) as exc:
-        raise InputError(f"{xml}: malformed VOC annotation ({exc})") from exc
-    name = (root.findtext("filename") or "").strip()
+    """The image path and ``(label, (xmin, ymin, xmax, ymax))`` objects of one VOC file
+    (read by :func:`edge.scoring.read_voc_objects`, whose InputError names the file)."""
+    raw = read_voc_objects(xml)
+    name = raw.filename or ""
     if not name:
         found = [images / (xml.stem + s) for s in IMAGE_SUFFIXES if (images / (xml.stem + s)).is_file()]
         name = found[0].name if found else xml.stem + ".png"
-    return images / Path(name).name, objects
+    return images / Path(name).name, raw.objects
 
 
 def _crop_box(box, width: int, height: int, margin: float, min_face: int) -> tuple[str, tuple | None]:

@@ -82,17 +82,21 @@ def _number(obj: ET.Element, field: str, where: str) -> float:
     return value
 
 
-def read_voc_annotations(xml_path, aliases: Mapping[str, str] | None = None) -> VocAnnotation:
-    """Parse one PASCAL VOC XML file into ``(filename, width, height, boxes, labels)``.
+class VocObjects(NamedTuple):
+    """One VOC XML file as written: the image's name (``None`` if absent), its ``(width, height)``
+    (``None`` without ``<size>``), and ``(name, (xmin, ymin, xmax, ymax))`` per object, unclipped."""
 
-    Every ``<object>`` needs a ``<name>`` (one of :data:`CLASSES`, after ``aliases`` maps other
-    spellings onto them, e.g. ``{"mask": "with_mask"}``) and a ``<bndbox>`` with ``xmin ymin xmax
-    ymax``, read as pixel edges and clipped to ``<size>``. A box with no area left after clipping
-    (zero or negative width or height, or wholly outside the image) is dropped, and one warning per
-    file counts them. ``<filename>`` may be absent (then ``filename`` is ``None``).
+    filename: str | None
+    size: tuple[int, int] | None
+    objects: list[tuple[str, tuple[float, float, float, float]]]
 
-    Raises :class:`InputError` naming the file for unreadable or malformed XML, a missing or
-    non-numeric size or coordinate, a missing name or an unknown label.
+
+def read_voc_objects(xml_path) -> VocObjects:
+    """The one VOC XML reader (evaluation here, training crops in :mod:`convert.face_data`).
+
+    Raises :class:`InputError` naming the file for unreadable or malformed XML, a root other than
+    ``<annotation>``, a ``<size>`` without a positive whole width and height, and an object without
+    a ``<name>`` or a finite ``xmin ymin xmax ymax``. Labels and boxes are not judged here.
     """
     where = str(xml_path)
     try:
@@ -103,20 +107,46 @@ def read_voc_annotations(xml_path, aliases: Mapping[str, str] | None = None) -> 
         raise InputError(f"{where}: cannot read ({exc.strerror or exc})") from None
     if root.tag != "annotation":
         raise InputError(f"{where}: not a PASCAL VOC annotation (root element <{root.tag}>, expected <annotation>)")
-    width, height = (_number(root, f"size/{key}", where) for key in ("width", "height"))
-    if width <= 0 or height <= 0 or width != int(width) or height != int(height):
-        raise InputError(f"{where}: image size {width:g}x{height:g} is not a positive whole number of pixels")
-    aliases = aliases or {}
-    boxes, labels, dropped = [], [], 0
+    size = None
+    if root.find("size") is not None:
+        width, height = (_number(root, f"size/{key}", where) for key in ("width", "height"))
+        if width <= 0 or height <= 0 or width != int(width) or height != int(height):
+            raise InputError(f"{where}: image size {width:g}x{height:g} is not a positive whole number of pixels")
+        size = int(width), int(height)
+    objects = []
     for n, obj in enumerate(root.iter("object"), 1):
         here = f"{where}: object {n}"
         name = (obj.findtext("name") or "").strip()
         if not name:
             raise InputError(f"{here} has no <name>")
+        box = tuple(_number(obj, f"bndbox/{key}", here) for key in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((name, box))
+    return VocObjects((root.findtext("filename") or "").strip() or None, size, objects)
+
+
+def read_voc_annotations(xml_path, aliases: Mapping[str, str] | None = None) -> VocAnnotation:
+    """Parse one PASCAL VOC XML file into ``(filename, width, height, boxes, labels)``.
+
+    Every ``<object>`` needs a ``<name>`` (one of :data:`CLASSES`, after ``aliases`` maps other
+    spellings onto them, e.g. ``{"mask": "with_mask"}``) and a ``<bndbox>`` with ``xmin ymin xmax
+    ymax``, read as pixel edges and clipped to ``<size>`` (required here). A box with no area left
+    after clipping (zero or negative width or height, or wholly outside the image) is dropped, and
+    one warning per file counts them. ``<filename>`` may be absent (then ``filename`` is ``None``).
+
+    Raises :class:`InputError` naming the file for what :func:`read_voc_objects` refuses, a missing
+    size or an unknown label.
+    """
+    where = str(xml_path)
+    raw = read_voc_objects(xml_path)
+    if raw.size is None:
+        raise InputError(f"{where} has no <width> (no <size>)")
+    width, height = raw.size
+    aliases = aliases or {}
+    boxes, labels, dropped = [], [], 0
+    for n, (name, (x1, y1, x2, y2)) in enumerate(raw.objects, 1):
         label = aliases.get(name, name)
         if label not in CLASSES:
-            raise InputError(f"{here}: unknown label {name!r} (expected one of {', '.join(CLASSES)})")
-        x1, y1, x2, y2 = (_number(obj, f"bndbox/{key}", here) for key in ("xmin", "ymin", "xmax", "ymax"))
+            raise InputError(f"{where}: object {n}: unknown label {name!r} (expected one of {', '.join(CLASSES)})")
         x1, x2 = np.clip([x1, x2], 0, width)
         y1, y2 = np.clip([y1, y2], 0, height)
         if x2 <= x1 or y2 <= y1:
@@ -127,8 +157,7 @@ def read_voc_annotations(xml_path, aliases: Mapping[str, str] | None = None) -> 
     if dropped:
         log.warning("%s: dropped %d degenerate box%s (no area inside the %dx%d image)",
                     where, dropped, "" if dropped == 1 else "es", width, height)
-    filename = (root.findtext("filename") or "").strip() or None
-    return VocAnnotation(filename, int(width), int(height), np.array(boxes, np.float32).reshape(-1, 4), labels)
+    return VocAnnotation(raw.filename, width, height, np.array(boxes, np.float32).reshape(-1, 4), labels)
 
 
 def _natural(path: Path):
