@@ -21,16 +21,10 @@ def jitter_crop(image: np.ndarray, rng: np.random.Generator, min_scale: float = 
     return image[y:y + ch, x:x + cw]
 
 
-def distant_side(rng: np.random.Generator, smallest: int, largest: int) -> int:
-    """A face side in px, log-uniform in [smallest, largest)."""
-    return int(np.exp(rng.uniform(np.log(smallest), np.log(largest))))
-
-
 def low_resolution(image: np.ndarray, rng: np.random.Generator, smallest: int = 12) -> np.ndarray:
-    """Down to a random 12..size px (log-uniform: as many 12-24 px faces as 48-96 px) and back up:
-    a distant face, as most faces on a pole camera are."""
+    """Down to a random 12..size px and back up: a distant face."""
     h, w = image.shape[:2]
-    side = distant_side(rng, smallest, max(smallest + 1, min(h, w)))
+    side = int(rng.integers(smallest, max(smallest + 1, min(h, w))))
     small = cv2.resize(image, (max(1, side * w // max(h, w)), max(1, side * h // max(h, w))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -70,7 +64,7 @@ def occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 #: (transform, probability) in the order applied.
-PIPELINE = ((low_resolution, 0.5), (blur, 0.25), (colour, 0.8), (occlude, 0.15), (jpeg, 0.3))
+PIPELINE = ((low_resolution, 0.4), (blur, 0.25), (colour, 0.8), (occlude, 0.15), (jpeg, 0.3))
 
 
 def augment(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

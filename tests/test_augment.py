@@ -1,7 +1,7 @@
-"""Street-like augmentation: shapes, repeatability, and distant faces drawn as often as near ones."""
+"""Street-like augmentation: shapes, repeatability, lost detail."""
 import numpy as np
 
-from convert.augment import augment, distant_side, low_resolution
+from convert.augment import augment, low_resolution
 from edge.image import read_image
 
 
@@ -11,15 +11,6 @@ def test_augment_is_seeded_and_keeps_the_requested_size(sample_image):
     assert first[0].shape == (96, 96, 3) and first[0].dtype == np.uint8
     np.testing.assert_array_equal(first[0], first[1])
     assert not np.array_equal(first[0], augment(crop, 96, np.random.default_rng(4)))
-
-
-def test_distant_faces_are_drawn_log_uniformly():
-    """On a 120 px crop a third of the draws (log 2 / log 10) are 12-24 px faces, not a ninth."""
-    rng = np.random.default_rng(0)
-    sides = np.array([distant_side(rng, 12, 120) for _ in range(20000)])
-    assert sides.min() >= 12 and sides.max() < 120
-    assert abs(np.mean(sides < 24) - np.log(2) / np.log(10)) < 0.02
-    assert abs(np.mean(sides >= 60) - np.log(2) / np.log(10)) < 0.02
 
 
 def test_low_resolution_loses_detail_and_keeps_the_shape():

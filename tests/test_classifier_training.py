@@ -29,9 +29,9 @@ def test_training_runs_both_phases_and_exports_every_format(small_run):
     config, samples, model, history, out, names = small_run
     assert [h["phase"] for h in history] == ["head", "finetune"]
     assert all(np.isfinite(h["loss"]) for h in history)
-    for h in history:  # early stopping scores each data set alike
+    for h in history:  # early stopping on the pooled val macro F1; each data set's is logged
         assert sorted(h["val_macro_f1_by_dataset"]) == ["andrewmvd", "chandrikadeb7"]
-        assert h["score"] == pytest.approx(np.mean(list(h["val_macro_f1_by_dataset"].values())))
+        assert h["score"] == h["val_macro_f1"]
     assert sorted(names) == sorted(FILES)
     manifest = Manifest.load(out)
     for name in FILES:
