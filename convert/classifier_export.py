@@ -38,14 +38,13 @@ def validation_figures(classifier: MaskClassifier, samples: list[FaceSample], br
     truth = np.array([CLASSES.index(s.label) for s in samples])
     figures = per_class(confusion(truth, predicted, len(CLASSES)), CLASSES)
     if breakdown:
-        def part(keep):
-            return dict(per_class(confusion(truth[keep], predicted[keep], len(CLASSES)), CLASSES), crops=int(keep.sum()))
-
         datasets = np.array([s.dataset for s in samples])
-        figures["by_dataset"] = {name: part(datasets == name) for name in sorted(set(datasets)) if name}
-        side = np.array([min(s.box[2] - s.box[0], s.box[3] - s.box[1]) if s.box else -1 for s in samples])
-        figures["by_face_size"] = {f"{lo}-{hi or ''}px": part((side >= lo) & ((side < hi) if hi else True))
-                                   for lo, hi in FACE_SIZES if ((side >= lo) & ((side < hi) if hi else True)).any()}
+        side = np.array([-1.0 if s.face_px is None else s.face_px for s in samples])
+        parts = {"by_dataset": {name: datasets == name for name in sorted(set(datasets)) if name},
+                 "by_face_size": {f"{lo}-{hi or ''}px": (side >= lo) & (side < (hi or np.inf)) for lo, hi in FACE_SIZES}}
+        for key, masks in parts.items():
+            figures[key] = {name: dict(per_class(confusion(truth[k], predicted[k], len(CLASSES)), CLASSES), crops=int(k.sum()))
+                            for name, k in masks.items() if k.any()}
     return figures
 
 

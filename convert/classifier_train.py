@@ -79,11 +79,11 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
             found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size)
         else:
             found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
-        samples += [replace(s, dataset=Path(root).name) for s in found]
+        samples += found
         report = report.merge(rep)
     for root in config.crops:
         found, rep = load_crop_folders(root, size=size)
-        samples += [replace(s, dataset=Path(root).name) for s in found]
+        samples += found
         report = report.merge(rep)
     if config.limit:
         rng = np.random.default_rng(config.seed)
@@ -172,10 +172,8 @@ def draw_weights(samples: list[FaceSample], config: TrainConfig) -> np.ndarray:
         real = names != "\0synthetic"
         mass = np.where(real, counts.astype(float) ** config.source_power, 0.0)
         mass = mass / mass.sum() if mass.sum() else mass
-        if share is not None and not real.all() and real.any():
-            mass = np.where(real, mass * (1 - share), share)
-        elif not real.all():  # no share given: synthesized crops in proportion to their number
-            made = counts[~real].sum() / counts.sum()
+        if not real.all():  # synthesized crops: ``share``, or in proportion to their number
+            made = share if share is not None and real.any() else counts[~real].sum() / counts.sum()
             mass = np.where(real, mass * (1 - made), made)
         for name, m, n in zip(names, mass, counts):
             weight[in_class & (groups == name)] = m / n

@@ -45,7 +45,7 @@ import numpy as np
 
 from edge.errors import ConfigError, InputError
 from edge.image import IMAGE_SUFFIXES, stretch
-from edge.scoring import read_voc_objects
+from edge.scoring import find_voc_image, read_voc_objects, voc_image_names
 from edge.labels import CLASS_ALIASES, CLASSES
 from edge.splits import split_of
 
@@ -64,6 +64,8 @@ class FaceSample:
     synthetic: bool = False
     #: The data set (folder name) it came from; training draws each class's data sets by ``source_power``.
     dataset: str = ""
+    #: Shorter side of the face's box in the source image (px); None for a crop-folder image.
+    face_px: float | None = None
 
 
 @dataclass
@@ -129,11 +131,8 @@ def _parse_voc(xml: Path, images: Path) -> tuple[Path, list[tuple[str, tuple[flo
     """The image path and ``(label, (xmin, ymin, xmax, ymax))`` objects of one VOC file
     (read by :func:`edge.scoring.read_voc_objects`, whose InputError names the file)."""
     raw = read_voc_objects(xml)
-    name = raw.filename or ""
-    if not name:
-        found = [images / (xml.stem + s) for s in IMAGE_SUFFIXES if (images / (xml.stem + s)).is_file()]
-        name = found[0].name if found else xml.stem + ".png"
-    return images / Path(name).name, raw.objects
+    found = find_voc_image(xml, raw.filename, images)
+    return found or images / voc_image_names(xml, raw.filename)[0], raw.objects
 
 
 def _crop_box(box, width: int, height: int, margin: float, min_face: int) -> tuple[str, tuple | None]:
@@ -195,7 +194,8 @@ def load_voc_faces(root: str | Path, *, margin: float = 0.2, min_face: int = 8,
             report.clipped += note == "clipped"
             x0, y0, x1, y1 = crop
             samples.append(report.keep(FaceSample(
-                _resized(pixels[y0:y1, x0:x1], size), label, image_path, split, crop)))
+                _resized(pixels[y0:y1, x0:x1], size), label, image_path, split, crop, dataset=root.name,
+                face_px=float(min(box[2] - box[0], box[3] - box[1])))))
     return samples, report
 
 
@@ -225,7 +225,7 @@ def load_crop_folders(root: str | Path, *, aliases: dict[str, str] = CLASS_ALIAS
             if pixels is None:
                 report.skip("unreadable_image", label)
                 continue
-            samples.append(report.keep(FaceSample(_resized(pixels, size), label, path, split_of(path))))
+            samples.append(report.keep(FaceSample(_resized(pixels, size), label, path, split_of(path), dataset=root.name)))
     return samples, report
 
 
@@ -236,7 +236,7 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
     from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
     ``annotations`` (from :func:`edge.scoring.load_voc_folder`) limits the images used.
     """
-    from edge.image import crop_with_margin, read_image
+    from edge.image import margin_box, read_image
     from edge.postprocess import iou
     from edge.scoring import load_voc_folder
 
@@ -254,8 +254,11 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
                 report.skip("not_detected", label=label)
                 continue
             taken[best] = True
-            crop = cv2.cvtColor(crop_with_margin(image, faces.boxes[best], margin), cv2.COLOR_BGR2RGB)
-            samples.append(FaceSample(_resized(crop, size), label, path, split, tuple(int(v) for v in faces.boxes[best])))
+            face = faces.boxes[best]
+            x0, y0, x1, y1 = margin_box(image.shape, face, margin)
+            crop = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+            samples.append(FaceSample(_resized(crop, size), label, path, split, (x0, y0, x1, y1), dataset=root.name,
+                                      face_px=float(min(face[2] - face[0], face[3] - face[1]))))
             report.kept[label] += 1
             report.by_split[(split, label)] += 1
     return samples, report

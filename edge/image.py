@@ -92,8 +92,7 @@ def letterbox(frame_bgr: np.ndarray, height: int, width: int, rgb: bool = True) 
     h, w = frame_bgr.shape[:2]
     scale = min(height / h, width / w)
     new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=interpolation)
+    resized = stretch(frame_bgr, new_w, new_h)
     canvas = np.zeros((height, width, 3), np.uint8)
     canvas[:new_h, :new_w] = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB) if rgb else resized
     return canvas, Letterbox(new_w / w, new_h / h, height, width)
@@ -111,13 +110,18 @@ def stretch(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray:
-    """The box grown by ``margin`` of its width (left, right) and height (top, bottom), clipped to the frame."""
-    h, w = frame.shape[:2]
+def margin_box(shape, box, margin: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom), end exclusive: the box grown by ``margin`` of its width (left,
+    right) and height (top, bottom), clipped to a frame of ``shape``; (0, 0, 1, 1) when nothing is left."""
+    h, w = shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
     left, top = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
     right, bottom = min(w, int(np.ceil(x2 + dx))), min(h, int(np.ceil(y2 + dy)))
-    if right <= left or bottom <= top:
-        return frame[0:1, 0:1]
+    return (left, top, right, bottom) if right > left and bottom > top else (0, 0, 1, 1)
+
+
+def crop_with_margin(frame: np.ndarray, box, margin: float) -> np.ndarray:
+    """The pixels of :func:`margin_box`: what the classifier sees of a face."""
+    left, top, right, bottom = margin_box(frame.shape, box, margin)
     return frame[top:bottom, left:right]

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError
+from .image import IMAGE_SUFFIXES
 from .labels import CLASSES
 from .metrics import confusion, per_class
 from .postprocess import iou
@@ -52,8 +53,8 @@ MASK_NOMASK = ("with_mask", "without_mask")
 IOU_THRESHOLD = 0.5
 #: Faces with a shorter side under this many pixels are ignore regions in the ``ignore_small`` figures.
 SMALL_FACE_PX = 16
-#: Image suffixes tried, after the XML's ``<filename>``, as ``<xml stem><suffix>``.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".PNG", ".JPG", ".JPEG")
+#: File names tried for a VOC file's image after its ``<filename>``: ``<xml stem><suffix>``.
+VOC_IMAGE_SUFFIXES = IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES)
 
 
 class VocAnnotation(NamedTuple):
@@ -164,11 +165,21 @@ def _natural(path: Path):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
+def voc_image_names(xml: Path, filename: str | None) -> list[str]:
+    """Where a VOC file's image may be, in the order tried: its ``<filename>``, then its stem with
+    each of :data:`VOC_IMAGE_SUFFIXES`."""
+    return ([Path(filename).name] if filename else []) + [xml.stem + s for s in VOC_IMAGE_SUFFIXES]
+
+
+def find_voc_image(xml: Path, filename: str | None, images: Path) -> Path | None:
+    """The first of :func:`voc_image_names` that is a file in ``images``, or None."""
+    return next((images / name for name in voc_image_names(xml, filename) if (images / name).is_file()), None)
+
+
 def load_voc_folder(root, aliases: Mapping[str, str] | None = None) -> list[VocAnnotation]:
     """Every ``root/annotations/*.xml`` (natural order: 2 before 10), each checked against ``root/images``.
 
-    The image is ``root/images/<filename>`` when the XML names one that exists, else the XML's stem
-    with one of :data:`IMAGE_SUFFIXES`; the returned ``filename`` is the one found. Raises
+    The image is found by :func:`find_voc_image`; the returned ``filename`` is the one found. Raises
     :class:`InputError` naming the folder when it holds no annotations, and naming the XML when
     its image is missing.
     """
@@ -181,11 +192,10 @@ def load_voc_folder(root, aliases: Mapping[str, str] | None = None) -> list[VocA
     result = []
     for xml in xmls:
         annotation = read_voc_annotations(xml, aliases)
-        names = ([annotation.filename] if annotation.filename else []) + [xml.stem + s for s in IMAGE_SUFFIXES]
-        found = next((name for name in names if (images / name).is_file()), None)
+        found = find_voc_image(xml, annotation.filename, images)
         if found is None:
-            raise InputError(f"{xml}: image {images / names[0]} not found")
-        result.append(annotation._replace(filename=found))
+            raise InputError(f"{xml}: image {images / voc_image_names(xml, annotation.filename)[0]} not found")
+        result.append(annotation._replace(filename=found.name))
     return result
 
 
