@@ -31,10 +31,10 @@ def file_name(backbone: str, size: int, precision: str, suffix: str) -> str:
 FACE_SIZES = ((0, 24), (24, 48), (48, None))
 
 
-def validation_figures(classifier: MaskClassifier, samples: list[FaceSample], breakdown: bool = False) -> dict:
-    """Per-class precision, recall, F1 and the confusion matrix of a classifier file on samples;
-    with ``breakdown``, also per data set and, for crops cut from scenes, per face size."""
-    predicted = classifier.classify_crops([s.pixels for s in samples]).argmax(1)
+def validation_figures(probabilities: np.ndarray, samples: list[FaceSample], breakdown: bool = False) -> dict:
+    """Per-class precision, recall, F1 and the confusion matrix of a classifier's ``probabilities``
+    for samples; with ``breakdown``, also per data set and, for crops cut from scenes, per face size."""
+    predicted = probabilities.argmax(1)
     truth = np.array([CLASSES.index(s.label) for s in samples])
     figures = per_class(confusion(truth, predicted, len(CLASSES)), CLASSES)
     if breakdown:
@@ -64,6 +64,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     calibration = [stretch(train[i].pixels, size, size)[None].astype(np.float32)
                    for i in picks]
     network = KerasNetwork(model)
+    reference = keras_probabilities(model, val, size)
     manifest = Manifest.load(out)
     written = []
     for fmt in chosen:
@@ -80,17 +81,41 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
                         "datasets": datasets or [], "training": training or {}},
                 converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
                 calibration={"images": len(calibration), "source": "training face crops (train split)"} if fmt.calibrated else None)
-        classifier = MaskClassifier(name, models_dir=out)
-        figures = validation_figures(classifier, val, breakdown=True)
-        figures.update(split="val", crops=len(val))
-        if also_score:
-            figures["unseen_datasets"] = {k: dict(validation_figures(classifier, v, breakdown=True), crops=len(v)) for k, v in also_score.items()}
-        manifest.entries[name] = manifest.entries[name].model_copy(update={"metrics": figures})
-        manifest.save()
-        log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f", name, fmt.key, time.perf_counter() - started,
-                 len(blob) / 1e6, figures["macro_f1"])
+        figures = record_figures(manifest, name, val, reference, also_score)
+        log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f, same class as Keras on %.2f %% of crops", name, fmt.key,
+                 time.perf_counter() - started, len(blob) / 1e6, figures["macro_f1"], 100 * figures["agreement"]["same_class"])
         written.append(name)
     return written
+
+
+def keras_probabilities(model, samples: list[FaceSample], size: int) -> np.ndarray:
+    """The trained Keras model's probabilities for samples, cut and stretched as on the device."""
+    batch = np.stack([stretch(s.pixels, size, size) for s in samples]).astype(np.float32)
+    return np.asarray(model.predict(batch, batch_size=128, verbose=0), np.float32)
+
+
+def agreement(probabilities: np.ndarray, reference: np.ndarray) -> dict:
+    """How closely an exported file follows the model it came from, crop by crop: the share of
+    crops given the same class, and the largest and mean absolute probability differences."""
+    gap = np.abs(probabilities - reference)
+    return {"same_class": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+            "max_abs_diff": float(gap.max()), "mean_abs_diff": float(gap.mean())}
+
+
+def record_figures(manifest: Manifest, name: str, val: list[FaceSample], reference: np.ndarray,
+                   also_score: dict[str, list[FaceSample]] | None = None) -> dict:
+    """Score an installed classifier file on the val samples, compare it with the Keras model's
+    ``reference`` probabilities for them, and store both as the entry's ``metrics``."""
+    classify = MaskClassifier(name, models_dir=manifest.directory).classify_crops
+    probabilities = classify([s.pixels for s in val])
+    figures = validation_figures(probabilities, val, breakdown=True)
+    figures.update(split="val", crops=len(val), agreement=agreement(probabilities, reference))
+    if also_score:
+        figures["unseen_datasets"] = {k: dict(validation_figures(classify([s.pixels for s in v]), v, breakdown=True), crops=len(v))
+                                      for k, v in also_score.items()}
+    manifest.entries[name] = manifest.entries[name].model_copy(update={"metrics": figures})
+    manifest.save()
+    return figures
 
 
 def _weights_source(config) -> str:
@@ -102,11 +127,16 @@ def _weights_source(config) -> str:
 def figures_markdown(name: str, figures: dict) -> str:
     """A model's per-class figures and confusion matrix as markdown (for the model card)."""
     labels = figures["labels"]
-    lines = [f"`{name}`: accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f} over {figures['crops']} crops",
-             "", "| class | precision | recall | F1 | crops |", "|---|---|---|---|---|"]
+    lines = [f"`{name}`: accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f} over {figures['crops']} crops"]
+    if "agreement" in figures:
+        a = figures["agreement"]
+        lines[0] += (f"; same class as the Keras model on {100 * a['same_class']:.2f} % of them "
+                     f"(probabilities differ by {a['mean_abs_diff']:.2g} on average, {a['max_abs_diff']:.2g} at most)")
+    lines += ["", "| class | precision (95 % interval) | recall (95 % interval) | F1 | crops |", "|---|---|---|---|---|"]
+    interval = lambda c, key: f"{c[key]:.4f} ({c[key + '_ci95'][0]:.2f}-{c[key + '_ci95'][1]:.2f})"
     for label in labels:
         c = figures["classes"][label]
-        lines.append(f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |")
+        lines.append(f"| {label} | {interval(c, 'precision')} | {interval(c, 'recall')} | {c['f1']:.4f} | {c['support']} |")
     lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(labels, figures["confusion"])]
     return "\n".join(lines)

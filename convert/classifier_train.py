@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from edge.errors import ConfigError, InputError
 from edge.image import stretch
 from edge.labels import CLASSES
 from edge.metrics import confusion, per_class
+from edge.splits import FOLDS, fold_of
 
 from .augment import augment
 from .face_data import FaceReport, FaceSample, load_crop_folders, load_voc_detector_faces, load_voc_faces
@@ -58,6 +60,8 @@ class TrainConfig:
     #: within a class, each data set's draws ~ its count**power (1: in proportion, 0: data sets equal)
     source_power: float = 1.0
     seed: int = 0
+    #: the fold held out for validation (edge.splits.fold_of); 0 is the project's val split, 1-4 cross-validate
+    val_fold: int = 0
     limit: int | None = None  #: cap per class and split (for quick runs and tests)
 
 
@@ -68,6 +72,8 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
     samples, report = [], FaceReport()
     if config.voc_boxes not in ("annotated", "detector"):
         raise ConfigError(f"--voc-boxes {config.voc_boxes!r}: choose annotated or detector")
+    if not 0 <= config.val_fold < FOLDS:
+        raise ConfigError(f"--val-fold {config.val_fold}: choose a fold from 0 to {FOLDS - 1}")
     detector = None
     if config.voc and config.voc_boxes == "detector":
         from edge.detector import FaceDetector
@@ -85,6 +91,10 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         found, rep = load_crop_folders(root, size=size)
         samples += found
         report = report.merge(rep)
+    if config.val_fold:
+        folds = {path: fold_of(path) for path in {s.source for s in samples}}
+        samples = [replace(s, split="val" if folds[s.source] == config.val_fold else "train") for s in samples]
+        report.by_split = Counter((s.split, s.label) for s in samples)
     if config.limit:
         rng = np.random.default_rng(config.seed)
         kept = []

@@ -65,6 +65,9 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
     train.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val macro F1 before stopping (default: %(default)s)")
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
+    train.add_argument("--val-fold", type=int, default=recipe.val_fold,
+                       help="fold of source images held out for validation, 0-4: 0 is the project's val split; "
+                            "train once per fold to cross-validate (default: %(default)s)")
     train.add_argument("--sampling-power", type=float, default=recipe.sampling_power,
                        help="class sampling weight ~ count**power: 1 natural, 0 balanced (default: %(default)s)")
     train.add_argument("--synthetic-share", type=float, default=recipe.synthetic_share,
@@ -120,7 +123,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
-                         patience=args.patience, seed=args.seed, limit=args.limit, sampling_power=args.sampling_power,
+                         patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
                          synthetic_share=args.synthetic_share,
                          source_power=args.source_power)
     samples, report = load_samples(config)

@@ -44,6 +44,13 @@ def test_training_runs_both_phases_and_exports_every_format(small_run):
         assert sum(f["crops"] for f in by_set.values()) == entry.metrics["crops"]
         by_size = entry.metrics["by_face_size"]  # scene crops only: the crop folders have no boxes
         assert set(by_size) <= {"0-24px", "24-48px", "48-px"} and sum(f["crops"] for f in by_size.values()) == by_set["andrewmvd"]["crops"]
+        agreement = entry.metrics["agreement"]  # with the Keras model, crop by crop
+        if "fp32" in name:
+            assert agreement["same_class"] == 1.0 and agreement["max_abs_diff"] < 1e-3
+        else:
+            assert agreement["same_class"] > 0.8 and agreement["mean_abs_diff"] < 0.05
+        low, high = entry.metrics["classes"]["with_mask"]["recall_ci95"]
+        assert low <= entry.metrics["classes"]["with_mask"]["recall"] <= high
     assert manifest.entries["mask_mnv2_64_int8.tflite"].input.dtype == "uint8"
     assert manifest.entries["mask_mnv2_64_fp32.onnx"].input.shape[0] is None  # faces batched on ONNX
 
@@ -134,3 +141,28 @@ def test_source_power_evens_out_data_sets_inside_a_class():
         assert p[unmasked].sum() == pytest.approx(1000 ** 0.5 / (1000 ** 0.5 + 400 ** 0.5))  # class shares unchanged
     natural = draw_weights(samples, TrainConfig(sampling_power=1.0))
     assert np.allclose(natural, 1 / len(samples))  # powers 1 and 1: every crop as likely
+
+
+def test_model_card_table_gives_intervals_and_agreement(small_run):
+    from convert.classifier_export import figures_markdown
+
+    out = small_run[4]
+    figures = Manifest.load(out).entries["mask_mnv2_64_int8.tflite"].metrics
+    text = figures_markdown("mask_mnv2_64_int8.tflite", figures)
+    c = figures["classes"]["without_mask"]
+    assert f"| without_mask | {c['precision']:.4f} ({c['precision_ci95'][0]:.2f}-{c['precision_ci95'][1]:.2f}) |" in text
+    assert f"same class as the Keras model on {100 * figures['agreement']['same_class']:.2f} %" in text
+
+
+def test_val_fold_holds_out_another_fifth_of_the_source_images(data):
+    from edge.splits import FOLDS, fold_of
+
+    config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], val_fold=3)
+    samples, report = load_samples(config)
+    folds = np.array([fold_of(s.source) for s in samples])
+    val = np.array([s.split == "val" for s in samples])
+    assert (val == (folds == 3)).all() and 0.1 < val.mean() < 0.3
+    assert report.by_split[("val", "with_mask")] == sum(v and s.label == "with_mask" for v, s in zip(val, samples))
+    assert set(folds) == set(range(FOLDS))
+    with pytest.raises(ConfigError, match="--val-fold 5"):
+        load_samples(TrainConfig(crops=[data / "crops" / "chandrikadeb7"], val_fold=5))

@@ -227,3 +227,16 @@ def test_voc_faces_cut_from_detector_boxes_like_the_runtime(data):
     assert len(samples) + report.skipped["not_detected"] == faces and len(samples) > faces // 2
     assert all(s.label in ("with_mask", "without_mask", "mask_weared_incorrect") and s.pixels.ndim == 3 for s in samples)
     assert MaskClassifier().margin == 0.2  # the margin these crops use is the runtime's
+
+
+def test_the_val_split_is_fold_zero_of_five(tmp_path):
+    from edge.splits import FOLDS, fold_of
+
+    paths = []
+    for i in range(200):
+        paths.append(tmp_path / f"{i}.bin")
+        paths[-1].write_bytes(str(i).encode())
+    folds = [fold_of(p) for p in paths]
+    assert set(folds) == set(range(FOLDS))
+    assert all((split_of(p) == "val") == (f == 0) for p, f in zip(paths, folds))
+    assert all(split_of(p, val_fold=f) == "val" for p, f in zip(paths, folds))

@@ -1,0 +1,29 @@
+"""Classification figures: confusion matrix, per-class figures and their 95 % intervals."""
+import pytest
+
+from edge.metrics import confusion, per_class, wilson_interval
+
+
+@pytest.mark.parametrize("hits, trials, low, high", [
+    # Newcombe (1998), "Two-sided confidence intervals for the single proportion", Table I, method 3.
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_matches_published_values(hits, trials, low, high):
+    assert wilson_interval(hits, trials) == pytest.approx((low, high), abs=5e-5)
+
+
+def test_wilson_interval_without_trials_says_nothing_is_known():
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_per_class_figures_from_a_confusion_matrix():
+    truth = [0, 0, 0, 0, 1, 1, 2, 2]
+    predicted = [0, 0, 0, 2, 1, 0, 2, 1]
+    matrix = confusion(truth, predicted, 3)
+    assert matrix.tolist() == [[3, 0, 1], [1, 1, 0], [0, 1, 1]]
+    figures = per_class(matrix, ["a", "b", "c"])
+    a, c = figures["classes"]["a"], figures["classes"]["c"]
+    assert (a["precision"], a["recall"], a["support"]) == (0.75, 0.75, 4)
+    assert figures["accuracy"] == 5 / 8
+    assert c["recall_ci95"] == wilson_interval(1, 2) and a["precision_ci95"] == wilson_interval(3, 4)
+    assert figures["macro_f1"] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
