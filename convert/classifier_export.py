@@ -11,7 +11,7 @@ from edge.classifier import MaskClassifier
 from edge.image import stretch
 from edge.labels import CLASSES
 from edge.manifest import Manifest
-from edge.metrics import confusion, per_class
+from edge.metrics import class_table, confusion, per_class
 
 from .artefacts import converter_versions, install
 from .face_data import FaceSample
@@ -126,17 +126,10 @@ def _weights_source(config) -> str:
 
 def figures_markdown(name: str, figures: dict) -> str:
     """A model's per-class figures and confusion matrix as markdown (for the model card)."""
-    labels = figures["labels"]
     lines = [f"`{name}`: accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f} over {figures['crops']} crops"]
     if "agreement" in figures:
         a = figures["agreement"]
         lines[0] += (f"; same class as the Keras model on {100 * a['same_class']:.2f} % of them "
                      f"(probabilities differ by {a['mean_abs_diff']:.2g} on average, {a['max_abs_diff']:.2g} at most)")
-    lines += ["", "| class | precision (95 % interval) | recall (95 % interval) | F1 | crops |", "|---|---|---|---|---|"]
-    interval = lambda c, key: f"{c[key]:.4f} ({c[key + '_ci95'][0]:.2f}-{c[key + '_ci95'][1]:.2f})"
-    for label in labels:
-        c = figures["classes"][label]
-        lines.append(f"| {label} | {interval(c, 'precision')} | {interval(c, 'recall')} | {c['f1']:.4f} | {c['support']} |")
-    lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
-    lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(labels, figures["confusion"])]
+    lines += [""] + class_table(figures)
     return "\n".join(lines)

@@ -48,3 +48,25 @@ def per_class(matrix: np.ndarray, labels) -> dict:
         "confusion": matrix.tolist(),
         "labels": list(labels),
     }
+
+
+def class_table(figures: dict, digits: int = 4) -> list[str]:
+    """Markdown lines of :func:`per_class` figures: per-class precision and recall with their
+    95 % intervals, F1 and support, then the confusion matrix."""
+    labels = figures["labels"]
+
+    def interval(c: dict, key: str) -> str:
+        low, high = c.get(key + "_ci95", (0.0, 1.0))
+        return f"{c[key]:.{digits}f} ({low:.2f}-{high:.2f})"
+
+    lines = ["| class | precision (95 % interval) | recall (95 % interval) | F1 | crops |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {interval(c, 'precision')} | {interval(c, 'recall')} | {c['f1']:.{digits}f} | {c['support']} |"
+              for label, c in ((label, figures["classes"][label]) for label in labels)]
+    return lines + [""] + confusion_table(figures)
+
+
+def confusion_table(figures: dict) -> list[str]:
+    """Markdown lines of a :func:`per_class` confusion matrix (rows: true class)."""
+    labels = figures["labels"]
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    return lines + [f"| {label} | " + " | ".join(str(n) for n in row) + " |" for label, row in zip(labels, figures["confusion"])]

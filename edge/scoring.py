@@ -41,7 +41,7 @@ import numpy as np
 from .errors import InputError
 from .image import IMAGE_SUFFIXES
 from .labels import CLASSES
-from .metrics import confusion, per_class
+from .metrics import class_table, confusion, confusion_table, per_class
 from .postprocess import iou
 
 log = logging.getLogger(__name__)
@@ -451,14 +451,6 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _confusion_table(labelling: dict) -> list[str]:
-    labels = labelling["labels"]
-    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(str(n) for n in row) + " |"
-              for label, row in zip(labels, labelling["confusion"])]
-    return lines
-
-
 def table(results: dict) -> str:
     """Markdown for the CLI: the result of :func:`evaluate_detections` or of :func:`evaluate_crops`."""
     if "all" in results:
@@ -478,10 +470,7 @@ def table(results: dict) -> str:
         for key, title in sections:
             labelling = results[key]["labelling"]
             lines += ["", f"Labels of matched faces ({title}, {labelling['matched']} faces):", ""]
-            lines += _confusion_table(labelling)
+            lines += confusion_table(labelling)
         return "\n".join(lines)
-    lines = [f"{results['count']} crops: accuracy {_fmt(results['accuracy'])}, macro F1 {_fmt(results['macro_f1'])}", "",
-             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    lines += [f"| {label} | {_fmt(c['precision'])} | {_fmt(c['recall'])} | {_fmt(c['f1'])} | {c['support']} |"
-              for label, c in results["classes"].items()]
-    return "\n".join(lines + [""] + _confusion_table(results))
+    lines = [f"{results['count']} crops: accuracy {_fmt(results['accuracy'])}, macro F1 {_fmt(results['macro_f1'])}", ""]
+    return "\n".join(lines + class_table(results, digits=3))

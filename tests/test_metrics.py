@@ -1,7 +1,7 @@
 """Classification figures: confusion matrix, per-class figures and their 95 % intervals."""
 import pytest
 
-from edge.metrics import confusion, per_class, wilson_interval
+from edge.metrics import class_table, confusion, per_class, wilson_interval
 
 
 @pytest.mark.parametrize("hits, trials, low, high", [
@@ -27,3 +27,11 @@ def test_per_class_figures_from_a_confusion_matrix():
     assert figures["accuracy"] == 5 / 8
     assert c["recall_ci95"] == wilson_interval(1, 2) and a["precision_ci95"] == wilson_interval(3, 4)
     assert figures["macro_f1"] == pytest.approx((0.75 + 0.5 + 0.5) / 3)
+
+
+def test_class_table_gives_each_class_its_intervals_and_the_confusion_matrix():
+    figures = per_class(confusion([0, 0, 1, 1, 1], [0, 1, 1, 1, 1], 2), ["masked", "bare"])
+    lines = class_table(figures, digits=3)
+    low, high = wilson_interval(3, 3)
+    assert f"| bare | 0.750 ({wilson_interval(3, 4)[0]:.2f}-{wilson_interval(3, 4)[1]:.2f}) | 1.000 ({low:.2f}-{high:.2f}) | 0.857 | 3 |" in lines
+    assert lines[-2:] == ["| masked | 1 | 1 |", "| bare | 0 | 3 |"]

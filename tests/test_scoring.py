@@ -224,7 +224,7 @@ def test_evaluate_crops():
     assert r["classes"][W]["recall"] == 0.5 and r["classes"][WO]["precision"] == 0.5
     assert r["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
     assert r["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
-    assert "| without_mask | 0.500 | 1.000 | 0.667 | 1 |" in table(r)
+    assert "| without_mask | 0.500 (0.09-0.91) | 1.000 (0.21-1.00) | 0.667 | 1 |" in table(r)  # Wilson 1/2, 1/1
     with pytest.raises(InputError, match="unknown predicted label 'masked'"):
         evaluate_crops([W], ["masked"])
     with pytest.raises(InputError, match="2 true labels but 1"):
