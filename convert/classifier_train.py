@@ -51,6 +51,8 @@ class TrainConfig:
     steps_per_epoch: int = 120
     head_epochs: int = 3
     finetune_epochs: int = 15
+    #: first backbone layer trained in phase 2 (None: FINETUNE_FROM, the top blocks)
+    finetune_from: str | None = None
     patience: int = 4
     head_lr: float = 1e-3
     finetune_lr: float = 1e-4
@@ -74,6 +76,8 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         raise ConfigError(f"--voc-boxes {config.voc_boxes!r}: choose annotated or detector")
     if not 0 <= config.val_fold < FOLDS:
         raise ConfigError(f"--val-fold {config.val_fold}: choose a fold from 0 to {FOLDS - 1}")
+    if config.finetune_from is not None:  # a typo fails here, not after the crops are cut and the head trained
+        finetune_start(config, build_model(config)[1])
     detector = None
     if config.voc and config.voc_boxes == "detector":
         from edge.detector import FaceDetector
@@ -161,6 +165,16 @@ def build_model(config: TrainConfig):
     return keras.Model(base.input, outputs, name=f"mask_classifier_{config.backbone}"), base
 
 
+def finetune_start(config: TrainConfig, base) -> int:
+    """Index of the first backbone layer phase 2 trains (``config.finetune_from`` or the default)."""
+    start = config.finetune_from or FINETUNE_FROM[config.backbone]
+    names = [layer.name for layer in base.layers]
+    if start not in names:
+        raise ConfigError(f"--finetune-from {start!r}: no layer of that name in the {config.backbone} backbone "
+                          f"(the default is {FINETUNE_FROM[config.backbone]})")
+    return names.index(start)
+
+
 def _arrays(samples: list[FaceSample], size: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.stack([stretch(s.pixels, size, size) for s in samples])
     return x, np.array([CLASSES.index(s.label) for s in samples])
@@ -219,6 +233,7 @@ def train(config: TrainConfig, samples: list[FaceSample]):
     x_val, y_val = _arrays(val, config.input_size)
     val_sets = {name: np.array([s.dataset == name for s in val]) for name in sorted({s.dataset for s in val})}
     model, base = build_model(config)
+    cut = finetune_start(config, base)
     data = tf.data.Dataset.from_generator(_Batches(train_set, config), output_signature=(
         tf.TensorSpec((None, config.input_size, config.input_size, 3), tf.float32),
         tf.TensorSpec((None,), tf.int64))).prefetch(2)
@@ -253,9 +268,6 @@ def train(config: TrainConfig, samples: list[FaceSample]):
     base.trainable = False
     phase("head", config.head_epochs, config.head_lr)
     base.trainable = True
-    start = FINETUNE_FROM[config.backbone]
-    names = [layer.name for layer in base.layers]
-    cut = names.index(start) if start in names else len(names) // 2
     for i, layer in enumerate(base.layers):
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
     phase("finetune", config.finetune_epochs, config.finetune_lr)

@@ -64,6 +64,9 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--finetune-epochs", type=int, default=recipe.finetune_epochs, help="(default: %(default)s)")
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
     train.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val macro F1 before stopping (default: %(default)s)")
+    train.add_argument("--finetune-from", metavar="LAYER", default=None,
+                       help="first backbone layer trained in phase 2 (default: block_13_expand for mobilenetv2, "
+                            "block13_sepconv1 for xception)")
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     train.add_argument("--val-fold", type=int, default=recipe.val_fold,
                        help="fold of source images held out for validation, 0-4: 0 is the project's val split; "
@@ -122,7 +125,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
-                         finetune_epochs=args.finetune_epochs, steps_per_epoch=args.steps_per_epoch,
+                         finetune_epochs=args.finetune_epochs, finetune_from=args.finetune_from, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
                          synthetic_share=args.synthetic_share,
                          source_power=args.source_power)
