@@ -32,7 +32,7 @@ BACKBONES = ("mobilenetv2", "xception")
 #: The detector whose boxes cut the VOC crops with ``voc_boxes = "detector"``.
 DETECTOR_FOR_CROPS = "retinaface_mnv2_640_int8.tflite"
 #: First layer trained in phase 2, per backbone: the top blocks only.
-FINETUNE_FROM = {"mobilenetv2": "block_13_expand", "xception": "block13_sepconv1"}
+FINETUNE_FROM = {"mobilenetv2": "block_8_expand", "xception": "block13_sepconv1"}
 
 
 @dataclass

@@ -65,7 +65,7 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
     train.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val macro F1 before stopping (default: %(default)s)")
     train.add_argument("--finetune-from", metavar="LAYER", default=None,
-                       help="first backbone layer trained in phase 2 (default: block_13_expand for mobilenetv2, "
+                       help="first backbone layer trained in phase 2 (default: block_8_expand for mobilenetv2, "
                             "block13_sepconv1 for xception)")
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     train.add_argument("--val-fold", type=int, default=recipe.val_fold,

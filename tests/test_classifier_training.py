@@ -170,11 +170,11 @@ def test_val_fold_holds_out_another_fifth_of_the_source_images(data):
 
 def test_finetune_from_names_a_backbone_layer_or_fails_before_training(data):
     config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], finetune_from="block_99_expand")
-    with pytest.raises(ConfigError, match="--finetune-from 'block_99_expand'.*default is block_13_expand"):
+    with pytest.raises(ConfigError, match="--finetune-from 'block_99_expand'.*default is block_8_expand"):
         load_samples(config)
     from convert.classifier_train import build_model, finetune_start
 
-    config = TrainConfig(finetune_from="block_8_expand")
+    config = TrainConfig(finetune_from="block_13_expand")
     base = build_model(config)[1]
-    assert base.layers[finetune_start(config, base)].name == "block_8_expand"
-    assert base.layers[finetune_start(TrainConfig(), base)].name == "block_13_expand"
+    assert base.layers[finetune_start(config, base)].name == "block_13_expand"
+    assert base.layers[finetune_start(TrainConfig(), base)].name == "block_8_expand"
