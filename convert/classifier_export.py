@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from edge.classifier import MaskClassifier
-from edge.image import stretch
 from edge.labels import CLASSES
 from edge.manifest import Manifest
 from edge.metrics import class_table, confusion, per_class
 
 from .artefacts import converter_versions, install
-from .face_data import FaceSample
+from .face_data import FaceSample, crop_batch
 from .formats import ExportJob, check_request
 from .keras_network import KerasNetwork
 
@@ -61,8 +60,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     train = [s for s in samples if s.split == "train" and not s.synthetic]
     val = [s for s in samples if s.split == "val" and not s.synthetic]
     picks = np.linspace(0, len(train) - 1, min(calib_count, len(train))).round().astype(int)
-    calibration = [stretch(train[i].pixels, size, size)[None].astype(np.float32)
-                   for i in picks]
+    calibration = [crop[None].astype(np.float32) for crop in crop_batch([train[i] for i in picks], size)]
     network = KerasNetwork(model)
     reference = keras_probabilities(model, val, size)
     manifest = Manifest.load(out)
@@ -90,8 +88,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
 
 def keras_probabilities(model, samples: list[FaceSample], size: int) -> np.ndarray:
     """The trained Keras model's probabilities for samples, cut and stretched as on the device."""
-    batch = np.stack([stretch(s.pixels, size, size) for s in samples]).astype(np.float32)
-    return np.asarray(model.predict(batch, batch_size=128, verbose=0), np.float32)
+    return np.asarray(model.predict(crop_batch(samples, size).astype(np.float32), batch_size=128, verbose=0), np.float32)
 
 
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> dict:

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edge.errors import ConfigError, InputError
-from edge.image import stretch
 from edge.labels import CLASSES
 from edge.metrics import confusion, per_class
-from edge.splits import FOLDS, fold_of
+from edge.splits import FOLDS
 
 from .augment import augment
-from .face_data import FaceReport, FaceSample, load_crop_folders, load_voc_detector_faces, load_voc_faces
+from .face_data import FaceReport, FaceSample, crop_batch, load_crop_folders, load_voc_detector_faces, load_voc_faces
 
 log = logging.getLogger(__name__)
 BACKBONES = ("mobilenetv2", "xception")
@@ -86,19 +84,16 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         detector = FaceDetector(DETECTOR_FOR_CROPS, settings=PostprocessSettings(score_threshold=0.3))
     for root in config.voc:
         if detector is not None:
-            found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size)
+            found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size, val_fold=config.val_fold)
         else:
-            found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False)
+            found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False,
+                                        val_fold=config.val_fold)
         samples += found
         report = report.merge(rep)
     for root in config.crops:
-        found, rep = load_crop_folders(root, size=size)
+        found, rep = load_crop_folders(root, size=size, val_fold=config.val_fold)
         samples += found
         report = report.merge(rep)
-    if config.val_fold:
-        folds = {path: fold_of(path) for path in {s.source for s in samples}}
-        samples = [replace(s, split="val" if folds[s.source] == config.val_fold else "train") for s in samples]
-        report.by_split = Counter((s.split, s.label) for s in samples)
     if config.limit:
         rng = np.random.default_rng(config.seed)
         kept = []
@@ -176,8 +171,7 @@ def finetune_start(config: TrainConfig, base) -> int:
 
 
 def _arrays(samples: list[FaceSample], size: int) -> tuple[np.ndarray, np.ndarray]:
-    x = np.stack([stretch(s.pixels, size, size) for s in samples])
-    return x, np.array([CLASSES.index(s.label) for s in samples])
+    return crop_batch(samples, size), np.array([CLASSES.index(s.label) for s in samples])
 
 
 def draw_weights(samples: list[FaceSample], config: TrainConfig) -> np.ndarray:

@@ -28,8 +28,8 @@ Two sources, each returning ``(samples, report)``:
   ``unreadable_image``, so no undecodable sample ever reaches training.
 
 Every sample records its source image and that image's side of
-:func:`edge.splits.split_of`, so all faces of one scene, and byte-identical
-duplicates, fall on the same side. Pixels are RGB ``uint8``; with ``size`` given every
+:func:`edge.splits.split_of` (``val``: fold ``val_fold``, 0 unless cross-validating), so all
+faces of one scene, and byte-identical duplicates, fall on the same side. Pixels are RGB ``uint8``; with ``size`` given every
 crop is stretched to ``size x size`` (this bounds memory: 4,000 crops at 128 px take
 about 200 MB).
 """
@@ -123,6 +123,12 @@ def read_rgb(path: Path) -> np.ndarray | None:
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def crop_batch(samples: list[FaceSample], size: int) -> np.ndarray:
+    """The samples' pixels stretched to ``size`` x ``size`` and stacked (N, size, size, 3) uint8,
+    as the classifier sees them (:func:`edge.image.stretch`)."""
+    return np.stack([stretch(s.pixels, size, size) for s in samples])
+
+
 def _resized(pixels: np.ndarray, size: int | None) -> np.ndarray:
     return np.ascontiguousarray(pixels) if size is None else stretch(pixels, size, size)
 
@@ -153,7 +159,7 @@ def _crop_box(box, width: int, height: int, margin: float, min_face: int) -> tup
 
 def load_voc_faces(root: str | Path, *, margin: float = 0.2, min_face: int = 8,
                    size: int | None = None, on_unknown: str = "raise", strict: bool = True,
-                   images: str = "images", annotations: str = "annotations",
+                   images: str = "images", annotations: str = "annotations", val_fold: int = 0,
                    ) -> tuple[list[FaceSample], FaceReport]:
     """Face crops from the VOC scenes under ``root`` (rules in the module docstring)."""
     _check_options(on_unknown, size, margin, min_face)
@@ -184,7 +190,7 @@ def load_voc_faces(root: str | Path, *, margin: float = 0.2, min_face: int = 8,
             for label, _ in known:
                 report.skip(reason, label)
             continue
-        split = split_of(image_path)
+        split = split_of(image_path, val_fold)
         height, width = pixels.shape[:2]
         for label, box in known:
             note, crop = _crop_box(box, width, height, margin, min_face)
@@ -200,7 +206,7 @@ def load_voc_faces(root: str | Path, *, margin: float = 0.2, min_face: int = 8,
 
 
 def load_crop_folders(root: str | Path, *, aliases: dict[str, str] = CLASS_ALIASES,
-                      size: int | None = None, on_unknown: str = "raise",
+                      size: int | None = None, on_unknown: str = "raise", val_fold: int = 0,
                       ) -> tuple[list[FaceSample], FaceReport]:
     """Face crops from ``root/<class folder>/*`` (rules in the module docstring)."""
     _check_options(on_unknown, size)
@@ -225,12 +231,13 @@ def load_crop_folders(root: str | Path, *, aliases: dict[str, str] = CLASS_ALIAS
             if pixels is None:
                 report.skip("unreadable_image", label)
                 continue
-            samples.append(report.keep(FaceSample(_resized(pixels, size), label, path, split_of(path), dataset=root.name)))
+            samples.append(report.keep(FaceSample(_resized(pixels, size), label, path, split_of(path, val_fold), dataset=root.name)))
     return samples, report
 
 
 def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, min_iou: float = 0.4,
-                            size: int | None = None, annotations=None) -> tuple[list[FaceSample], FaceReport]:
+                            size: int | None = None, annotations=None, val_fold: int = 0,
+                            ) -> tuple[list[FaceSample], FaceReport]:
     """Face crops as the runtime sees them: each annotated face's matching RetinaFace box, cut like
     :class:`edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped), labelled
     from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
@@ -246,7 +253,7 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
         path = root / "images" / a.filename
         image = read_image(path)
         faces = detector.detect(image)
-        split, taken = split_of(path), np.zeros(len(faces), bool)
+        split, taken = split_of(path, val_fold), np.zeros(len(faces), bool)
         for box, label in zip(a.boxes, a.labels):
             overlaps = np.where(taken, -1.0, iou(box, faces.boxes)) if len(faces) else np.zeros(0)
             best = int(np.argmax(overlaps)) if len(overlaps) else -1
