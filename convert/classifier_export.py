@@ -49,9 +49,11 @@ def validation_figures(probabilities: np.ndarray, samples: list[FaceSample], bre
 
 def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_FORMATS, calib_count: int = 200,
            opset: int = 17, datasets: list[str] | None = None, training: dict | None = None,
-           also_score: dict[str, list[FaceSample]] | None = None) -> list[str]:
+           also_score: dict[str, list[FaceSample]] | None = None, int8_model=None) -> list[str]:
     """Export ``model`` in each format, install it in ``out`` and record its validation figures.
 
+    ``int8_model``, when given, is ``model`` after quantization-aware fine-tuning
+    (:mod:`convert.qat`): the TFLite int8 file is converted from it instead.
     ``also_score`` maps a data set's name to samples of a source not used in
     training (every split): their figures are recorded too (cross-data-set check).
     """
@@ -61,12 +63,15 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     val = [s for s in samples if s.split == "val" and not s.synthetic]
     picks = np.linspace(0, len(train) - 1, min(calib_count, len(train))).round().astype(int)
     calibration = [crop[None].astype(np.float32) for crop in crop_batch([train[i] for i in picks], size)]
-    network = KerasNetwork(model)
-    reference = keras_probabilities(model, val, size)
+    sources = {False: (KerasNetwork(model), keras_probabilities(model, val, size))}
+    if int8_model is not None:
+        sources[True] = (KerasNetwork(int8_model), keras_probabilities(int8_model, val, size))
     manifest = Manifest.load(out)
     written = []
     for fmt in chosen:
         started = time.perf_counter()
+        aware = int8_model is not None and fmt.key == "tflite-int8"
+        network, reference = sources[aware]
         job = ExportJob(network, size, size, calibration=calibration if fmt.calibrated else None, opset=opset)
         blob = fmt.export(job)
         name = file_name(config.backbone, size, fmt.precision, fmt.suffix)
@@ -78,7 +83,8 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
                 source={"backbone": config.backbone, "backbone_weights": _weights_source(config),
                         "datasets": datasets or [], "training": training or {}},
                 converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
-                calibration={"images": len(calibration), "source": "training face crops (train split)"} if fmt.calibrated else None)
+                calibration={"images": len(calibration), "source": "training face crops (train split)",
+                             "method": "quantization-aware training" if aware else "post-training"} if fmt.calibrated else None)
         figures = record_figures(manifest, name, val, reference, also_score)
         log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f, same class as Keras on %.2f %% of crops", name, fmt.key,
                  time.perf_counter() - started, len(blob) / 1e6, figures["macro_f1"], 100 * figures["agreement"]["same_class"])

@@ -6,7 +6,8 @@ folders, split by source image (:mod:`edge.splits`); street-like augmentation
 ``mask_weared_incorrect`` class, optionally topped up with synthesized
 examples; phase 1 trains the head on a frozen ImageNet backbone, phase 2 the
 top of the backbone; both stop early on validation macro F1 and keep the best
-weights. Each data set's val macro F1 is logged too.
+weights. Each data set's val macro F1 is logged too. Phase 3 fine-tunes a copy
+with simulated int8 (:mod:`convert.qat`), which the TFLite int8 file comes from.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ BACKBONES = ("mobilenetv2", "xception")
 DETECTOR_FOR_CROPS = "retinaface_mnv2_640_int8.tflite"
 #: First layer trained in phase 2, per backbone: the top blocks only.
 FINETUNE_FROM = {"mobilenetv2": "block_8_expand", "xception": "block13_sepconv1"}
+#: Epochs of phase 3 (quantization-aware, :mod:`convert.qat`) per backbone. Xception has none:
+#: tensorflow-model-optimization 0.8 stalls (minutes, no end) preparing its separable convolutions.
+QAT_EPOCHS = {"mobilenetv2": 2, "xception": 0}
 
 
 @dataclass
@@ -63,6 +67,10 @@ class TrainConfig:
     #: the fold held out for validation (edge.splits.fold_of); 0 is the project's val split, 1-4 cross-validate
     val_fold: int = 0
     limit: int | None = None  #: cap per class and split (for quick runs and tests)
+    #: phase 3: epochs of quantization-aware fine-tuning for the int8 file (0: post-training int8 only;
+    #: None: QAT_EPOCHS, the backbone's default)
+    qat_epochs: int | None = None
+    qat_lr: float = 1e-5
 
 
 def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
@@ -74,6 +82,11 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         raise ConfigError(f"--voc-boxes {config.voc_boxes!r}: choose annotated or detector")
     if not 0 <= config.val_fold < FOLDS:
         raise ConfigError(f"--val-fold {config.val_fold}: choose a fold from 0 to {FOLDS - 1}")
+    if qat_epochs(config) < 0:
+        raise ConfigError(f"--qat-epochs {config.qat_epochs}: give 0 (off) or more")
+    if qat_epochs(config) and config.backbone != "mobilenetv2":
+        raise ConfigError(f"--qat-epochs {config.qat_epochs}: quantization-aware training is for mobilenetv2 only; "
+                          f"give 0 for {config.backbone}")
     if config.finetune_from is not None:  # a typo fails here, not after the crops are cut and the head trained
         finetune_start(config, build_model(config)[1])
     detector = None
@@ -216,10 +229,17 @@ class _Batches:
             yield x, self.labels[picks]
 
 
+def _dataset(train_set: list[FaceSample], config: TrainConfig):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_generator(_Batches(train_set, config), output_signature=(
+        tf.TensorSpec((None, config.input_size, config.input_size, 3), tf.float32),
+        tf.TensorSpec((None,), tf.int64))).prefetch(2)
+
+
 def train(config: TrainConfig, samples: list[FaceSample]):
     """Train on the train side, stop early on the val side's macro F1; returns (model, history)."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
     train_set = [s for s in samples if s.split == "train"]
@@ -228,9 +248,7 @@ def train(config: TrainConfig, samples: list[FaceSample]):
     val_sets = {name: np.array([s.dataset == name for s in val]) for name in sorted({s.dataset for s in val})}
     model, base = build_model(config)
     cut = finetune_start(config, base)
-    data = tf.data.Dataset.from_generator(_Batches(train_set, config), output_signature=(
-        tf.TensorSpec((None, config.input_size, config.input_size, 3), tf.float32),
-        tf.TensorSpec((None,), tf.int64))).prefetch(2)
+    data = _dataset(train_set, config)
     predict = lambda x: model.predict(x.astype(np.float32), batch_size=256, verbose=0)
     history = []
 
@@ -266,3 +284,26 @@ def train(config: TrainConfig, samples: list[FaceSample]):
         layer.trainable = i >= cut and not isinstance(layer, keras.layers.BatchNormalization)
     phase("finetune", config.finetune_epochs, config.finetune_lr)
     return model, history
+
+
+def train_quantization_aware(config: TrainConfig, samples: list[FaceSample], model, history: list | None = None):
+    """Phase 3: a quantization-aware copy of the trained ``model`` fine-tuned on the same batches,
+    best epoch by val macro F1 (None when ``config.qat_epochs`` is 0). Its epochs join ``history``."""
+    epochs = qat_epochs(config)
+    if epochs <= 0:
+        return None
+    import tf_keras
+
+    from .qat import fine_tune
+
+    tf_keras.utils.set_random_seed(config.seed)
+    x_val, y_val = _arrays([s for s in samples if s.split == "val"], config.input_size)
+    data = _dataset([s for s in samples if s.split == "train"], config)
+    return fine_tune(model, data, x_val.astype(np.float32), y_val, epochs, config.steps_per_epoch, config.qat_lr, history)
+
+
+def qat_epochs(config: TrainConfig) -> int:
+    """Epochs of phase 3: ``config.qat_epochs``, or the backbone's default."""
+    if config.qat_epochs is not None:
+        return config.qat_epochs
+    return QAT_EPOCHS.get(config.backbone, 0)

@@ -1,4 +1,4 @@
-"""A Keras classifier as an exportable network for the format table."""
+"""A Keras classifier (Keras 3, or tf_keras after quantization-aware training) as an exportable network."""
 from __future__ import annotations
 
 import tensorflow as tf
@@ -12,8 +12,10 @@ class KerasNetwork(tf.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        import keras
+
         # Keras 3 variables are not tf.Module-tracked; list their tf.Variables so converters can freeze them.
-        self.tf_variables = [v.value for v in model.weights]
+        self.tf_variables = [v.value if isinstance(v, keras.Variable) else v for v in model.weights]
 
     def _call(self, image):
         return {"probabilities": self.model(image, training=False)}
