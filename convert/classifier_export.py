@@ -132,7 +132,7 @@ def figures_markdown(name: str, figures: dict) -> str:
     lines = [f"`{name}`: accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f} over {figures['crops']} crops"]
     if "agreement" in figures:
         a = figures["agreement"]
-        lines[0] += (f"; same class as the Keras model on {100 * a['same_class']:.2f} % of them "
+        lines[0] += (f"; same class as the Keras model it came from on {100 * a['same_class']:.2f} % of them "
                      f"(probabilities differ by {a['mean_abs_diff']:.2g} on average, {a['max_abs_diff']:.2g} at most)")
     lines += [""] + class_table(figures)
     return "\n".join(lines)

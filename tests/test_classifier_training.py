@@ -180,7 +180,7 @@ def test_model_card_table_gives_intervals_and_agreement(small_run):
     text = figures_markdown("mask_mnv2_64_int8.tflite", figures)
     c = figures["classes"]["without_mask"]
     assert f"| without_mask | {c['precision']:.4f} ({c['precision_ci95'][0]:.2f}-{c['precision_ci95'][1]:.2f}) |" in text
-    assert f"same class as the Keras model on {100 * figures['agreement']['same_class']:.2f} %" in text
+    assert f"same class as the Keras model it came from on {100 * figures['agreement']['same_class']:.2f} %" in text
 
 
 def test_val_fold_holds_out_another_fifth_of_the_source_images(data):
