@@ -10,12 +10,16 @@ from edge.errors import RuntimeUnavailable
 _FORMAT_OPTIONS = {"sizes": None, "calib": None, "calib_count": 100, "calib_split": "train", "opset": 17, "per_channel": True}
 
 
-def _require_toolchain():
-    try:
-        import tensorflow  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeUnavailable(f"maskwatch convert needs the toolchain ({exc.name} is missing): pip install 'maskwatch[convert]'") from None
+def _require_toolchain(*extra: str, hint: str = ""):
+    """RuntimeUnavailable naming the first missing toolchain module (TensorFlow, tf2onnx, then ``extra``)."""
+    import importlib
+
+    for module in ("tensorflow", "tf2onnx", *extra):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise RuntimeUnavailable(f"maskwatch convert needs the toolchain ({exc.name or module} is missing): "
+                                     f"pip install 'maskwatch[convert]'{hint}") from None
 
 
 def add_commands(subparsers, models_dir_default: str) -> None:
@@ -124,13 +128,16 @@ def _verify(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     _require_toolchain()
     from .classifier_export import export
-    from .classifier_train import TrainConfig, add_synthetic_incorrect, load_samples, train, train_quantization_aware
+    from .classifier_train import (TrainConfig, add_synthetic_incorrect, load_samples, qat_epochs, train,
+                                   train_quantization_aware)
 
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, finetune_from=args.finetune_from, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
                          synthetic_share=args.synthetic_share, source_power=args.source_power, qat_epochs=args.qat_epochs)
+    if qat_epochs(config) > 0:  # fail now, not after the float phases
+        _require_toolchain("tf_keras", "tensorflow_model_optimization", hint=", or train with --qat-epochs 0")
     samples, report = load_samples(config)
     print(report)
     samples = add_synthetic_incorrect(samples, config)

@@ -207,3 +207,17 @@ def test_finetune_from_names_a_backbone_layer_or_fails_before_training(data):
     base = build_model(config)[1]
     assert base.layers[finetune_start(config, base)].name == "block_13_expand"
     assert base.layers[finetune_start(TrainConfig(), base)].name == "block_8_expand"
+
+
+def test_train_classifier_without_the_qat_toolchain_stops_before_training(data, tmp_path, monkeypatch, capsys):
+    import sys
+
+    from edge.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)  # as if not installed
+    argv = ["convert", "train-classifier", "--crops", str(data / "crops" / "chandrikadeb7"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["maskwatch: error: maskwatch convert needs the toolchain (tensorflow_model_optimization is missing): "
+                   "pip install 'maskwatch[convert]', or train with --qat-epochs 0"]
+    assert not any(tmp_path.iterdir())
