@@ -63,15 +63,16 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     val = [s for s in samples if s.split == "val" and not s.synthetic]
     picks = np.linspace(0, len(train) - 1, min(calib_count, len(train))).round().astype(int)
     calibration = [crop[None].astype(np.float32) for crop in crop_batch([train[i] for i in picks], size)]
-    sources = {False: (KerasNetwork(model), keras_probabilities(model, val, size))}
-    if int8_model is not None:
-        sources[True] = (KerasNetwork(int8_model), keras_probabilities(int8_model, val, size))
+    plain = (KerasNetwork(model), keras_probabilities(model, val, size))
+    aware_source = None
+    if int8_model is not None and any(fmt.key == "tflite-int8" for fmt in chosen):
+        aware_source = (KerasNetwork(int8_model), keras_probabilities(int8_model, val, size))
     manifest = Manifest.load(out)
     written = []
     for fmt in chosen:
         started = time.perf_counter()
-        aware = int8_model is not None and fmt.key == "tflite-int8"
-        network, reference = sources[aware]
+        aware = fmt.key == "tflite-int8" and aware_source is not None
+        network, reference = aware_source if aware else plain
         job = ExportJob(network, size, size, calibration=calibration if fmt.calibrated else None, opset=opset)
         blob = fmt.export(job)
         name = file_name(config.backbone, size, fmt.precision, fmt.suffix)

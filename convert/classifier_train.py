@@ -32,9 +32,9 @@ BACKBONES = ("mobilenetv2", "xception")
 DETECTOR_FOR_CROPS = "retinaface_mnv2_640_int8.tflite"
 #: First layer trained in phase 2, per backbone: the top blocks only.
 FINETUNE_FROM = {"mobilenetv2": "block_8_expand", "xception": "block13_sepconv1"}
-#: Epochs of phase 3 (quantization-aware, :mod:`convert.qat`) per backbone. Xception has none:
+#: Epochs of phase 3 (quantization-aware, :mod:`convert.qat`) per backbone that has it. Not xception:
 #: tensorflow-model-optimization 0.8 stalls (minutes, no end) preparing its separable convolutions.
-QAT_EPOCHS = {"mobilenetv2": 2, "xception": 0}
+QAT_EPOCHS = {"mobilenetv2": 2}
 
 
 @dataclass
@@ -84,8 +84,8 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         raise ConfigError(f"--val-fold {config.val_fold}: choose a fold from 0 to {FOLDS - 1}")
     if qat_epochs(config) < 0:
         raise ConfigError(f"--qat-epochs {config.qat_epochs}: give 0 (off) or more")
-    if qat_epochs(config) and config.backbone != "mobilenetv2":
-        raise ConfigError(f"--qat-epochs {config.qat_epochs}: quantization-aware training is for mobilenetv2 only; "
+    if qat_epochs(config) and config.backbone not in QAT_EPOCHS:
+        raise ConfigError(f"--qat-epochs {config.qat_epochs}: quantization-aware training is for {', '.join(QAT_EPOCHS)} only; "
                           f"give 0 for {config.backbone}")
     if config.finetune_from is not None:  # a typo fails here, not after the crops are cut and the head trained
         finetune_start(config, build_model(config)[1])

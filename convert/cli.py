@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from edge.errors import RuntimeUnavailable
@@ -136,6 +137,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
                          finetune_epochs=args.finetune_epochs, finetune_from=args.finetune_from, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
                          synthetic_share=args.synthetic_share, source_power=args.source_power, qat_epochs=args.qat_epochs)
+    if "tflite-int8" not in args.formats:  # phase 3 only feeds the TFLite int8 file
+        config = replace(config, qat_epochs=0)
     if qat_epochs(config) > 0:  # fail now, not after the float phases
         _require_toolchain("tf_keras", "tensorflow_model_optimization", hint=", or train with --qat-epochs 0")
     samples, report = load_samples(config)

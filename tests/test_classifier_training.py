@@ -221,3 +221,18 @@ def test_train_classifier_without_the_qat_toolchain_stops_before_training(data, 
     assert err == ["maskwatch: error: maskwatch convert needs the toolchain (tensorflow_model_optimization is missing): "
                    "pip install 'maskwatch[convert]', or train with --qat-epochs 0"]
     assert not any(tmp_path.iterdir())
+
+
+def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypatch):
+    import sys
+
+    from edge.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)  # not needed, so not asked for
+    argv = ["convert", "train-classifier", "--crops", str(data / "crops" / "chandrikadeb7"), "--out", str(tmp_path),
+            "--formats", "tflite-fp32", "--input-size", "64", "--limit", "8", "--head-epochs", "1", "--finetune-epochs", "1",
+            "--steps-per-epoch", "1", "--synth-incorrect", "0"]
+    assert main(argv) == 0
+    entry = Manifest.load(tmp_path).entries["mask_mnv2_64_fp32.tflite"]
+    assert [h["phase"] for h in entry.source["training"]["history"]] == ["head", "finetune"]
+    assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["mask_mnv2_64_fp32.tflite"]
