@@ -86,7 +86,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
                 converter=dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {})),
                 calibration={"images": len(calibration), "source": "training face crops (train split)",
                              "method": "quantization-aware training" if aware else "post-training"} if fmt.calibrated else None)
-        figures = record_figures(manifest, name, val, reference, also_score)
+        figures = record_figures(manifest, name, val, reference, also_score, float_reference=plain[1] if aware else None)
         log.info("%s: %s in %.1f s, %.2f MB, val macro F1 %.4f, same class as Keras on %.2f %% of crops", name, fmt.key,
                  time.perf_counter() - started, len(blob) / 1e6, figures["macro_f1"], 100 * figures["agreement"]["same_class"])
         written.append(name)
@@ -107,13 +107,17 @@ def agreement(probabilities: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def record_figures(manifest: Manifest, name: str, val: list[FaceSample], reference: np.ndarray,
-                   also_score: dict[str, list[FaceSample]] | None = None) -> dict:
+                   also_score: dict[str, list[FaceSample]] | None = None, float_reference: np.ndarray | None = None) -> dict:
     """Score an installed classifier file on the val samples, compare it with the Keras model's
-    ``reference`` probabilities for them, and store both as the entry's ``metrics``."""
+    ``reference`` probabilities for them, and store both as the entry's ``metrics``.
+    ``float_reference``: the float model's probabilities, for a file converted from a
+    quantization-aware copy (recorded as ``agreement_with_float``)."""
     classify = MaskClassifier(name, models_dir=manifest.directory).classify_crops
     probabilities = classify([s.pixels for s in val])
     figures = validation_figures(probabilities, val, breakdown=True)
     figures.update(split="val", crops=len(val), agreement=agreement(probabilities, reference))
+    if float_reference is not None:
+        figures["agreement_with_float"] = agreement(probabilities, float_reference)
     if also_score:
         figures["unseen_datasets"] = {k: dict(validation_figures(classify([s.pixels for s in v]), v, breakdown=True), crops=len(v))
                                       for k, v in also_score.items()}
@@ -135,5 +139,7 @@ def figures_markdown(name: str, figures: dict) -> str:
         a = figures["agreement"]
         lines[0] += (f"; same class as the Keras model it came from on {100 * a['same_class']:.2f} % of them "
                      f"(probabilities differ by {a['mean_abs_diff']:.2g} on average, {a['max_abs_diff']:.2g} at most)")
+    if "agreement_with_float" in figures:
+        lines[0] += f"; same class as the float model on {100 * figures['agreement_with_float']['same_class']:.2f} %"
     lines += [""] + class_table(figures)
     return "\n".join(lines)

@@ -35,6 +35,8 @@ FINETUNE_FROM = {"mobilenetv2": "block_8_expand", "xception": "block13_sepconv1"
 #: Epochs of phase 3 (quantization-aware, :mod:`convert.qat`) per backbone that has it. Not xception:
 #: tensorflow-model-optimization 0.8 stalls (minutes, no end) preparing its separable convolutions.
 QAT_EPOCHS = {"mobilenetv2": 2}
+#: What phase 3 can learn: the float model's probabilities (self-distillation) or the labels.
+QAT_TARGETS = ("float", "labels")
 
 
 @dataclass
@@ -71,6 +73,9 @@ class TrainConfig:
     #: None: QAT_EPOCHS, the backbone's default)
     qat_epochs: int | None = None
     qat_lr: float = 1e-5
+    #: what phase 3 learns: "float" (the float model's probabilities, so the int8 file follows it)
+    #: or "labels"
+    qat_target: str = "float"
 
 
 def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
@@ -87,6 +92,8 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
     if qat_epochs(config) and config.backbone not in QAT_EPOCHS:
         raise ConfigError(f"--qat-epochs {config.qat_epochs}: quantization-aware training is for {', '.join(QAT_EPOCHS)} only; "
                           f"give 0 for {config.backbone}")
+    if config.qat_target not in QAT_TARGETS:
+        raise ConfigError(f"--qat-target {config.qat_target!r}: choose {' or '.join(QAT_TARGETS)}")
     if config.finetune_from is not None:  # a typo fails here, not after the crops are cut and the head trained
         finetune_start(config, build_model(config)[1])
     detector = None
@@ -287,8 +294,9 @@ def train(config: TrainConfig, samples: list[FaceSample]):
 
 
 def train_quantization_aware(config: TrainConfig, samples: list[FaceSample], model, history: list | None = None):
-    """Phase 3: a quantization-aware copy of the trained ``model`` fine-tuned on the same batches,
-    best epoch by val macro F1 (None when ``config.qat_epochs`` is 0). Its epochs join ``history``."""
+    """Phase 3: a quantization-aware copy of the trained ``model`` fine-tuned on the same batches
+    toward ``config.qat_target`` (:func:`convert.qat.fine_tune`); None when ``config.qat_epochs`` is 0.
+    Its epochs join ``history``."""
     epochs = qat_epochs(config)
     if epochs <= 0:
         return None
@@ -299,7 +307,8 @@ def train_quantization_aware(config: TrainConfig, samples: list[FaceSample], mod
     tf_keras.utils.set_random_seed(config.seed)
     x_val, y_val = _arrays([s for s in samples if s.split == "val"], config.input_size)
     data = _dataset([s for s in samples if s.split == "train"], config)
-    return fine_tune(model, data, x_val.astype(np.float32), y_val, epochs, config.steps_per_epoch, config.qat_lr, history)
+    return fine_tune(model, data, x_val.astype(np.float32), y_val, epochs, config.steps_per_epoch, config.qat_lr, history,
+                     distil=config.qat_target == "float")
 
 
 def qat_epochs(config: TrainConfig) -> int:

@@ -24,7 +24,7 @@ def _require_toolchain(*extra: str, hint: str = ""):
 
 
 def add_commands(subparsers, models_dir_default: str) -> None:
-    from .classifier_train import TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
+    from .classifier_train import QAT_TARGETS, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
 
     convert = subparsers.add_parser("convert", help="turn trained models into TFLite and ONNX files (needs maskwatch[convert])")
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
@@ -75,6 +75,9 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--qat-epochs", type=int, default=None,
                        help="epochs of quantization-aware fine-tuning that the TFLite int8 file is converted from; "
                             "0: post-training int8 (default: 2 for mobilenetv2, 0 for xception)")
+    train.add_argument("--qat-target", choices=QAT_TARGETS, default=recipe.qat_target,
+                       help="what quantization-aware fine-tuning learns: the float model's probabilities, so the "
+                            "int8 file follows the float model, or the labels (default: %(default)s)")
     train.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     train.add_argument("--val-fold", type=int, default=recipe.val_fold,
                        help="fold of source images held out for validation, 0-4: 0 is the project's val split; "
@@ -136,7 +139,8 @@ def _train_classifier(args: argparse.Namespace) -> int:
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, finetune_from=args.finetune_from, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
-                         synthetic_share=args.synthetic_share, source_power=args.source_power, qat_epochs=args.qat_epochs)
+                         synthetic_share=args.synthetic_share, source_power=args.source_power, qat_epochs=args.qat_epochs,
+                         qat_target=args.qat_target)
     if "tflite-int8" not in args.formats:  # phase 3 only feeds the TFLite int8 file
         config = replace(config, qat_epochs=0)
     if qat_epochs(config) > 0:  # fail now, not after the float phases

@@ -10,7 +10,7 @@ from convert.classifier_export import agreement, export, keras_probabilities  # 
 from convert.classifier_train import TrainConfig, load_samples, train, train_quantization_aware  # noqa: E402
 from convert.face_data import CLASSES, crop_batch  # noqa: E402
 from edge.classifier import MaskClassifier  # noqa: E402
-from edge.errors import ConfigError, InputError  # noqa: E402
+from edge.errors import ConfigError, ConversionError, InputError  # noqa: E402
 from edge.manifest import Manifest  # noqa: E402
 
 FILES = ("mask_mnv2_64_fp32.tflite", "mask_mnv2_64_int8.tflite", "mask_mnv2_64_fp32.onnx")
@@ -30,8 +30,9 @@ def small_run(data, tmp_path_factory):
 
 def test_training_runs_three_phases_and_exports_every_format(small_run):
     config, samples, model, history, out, names, _ = small_run
-    assert [h["phase"] for h in history] == ["head", "finetune", "quantization-aware"]
-    assert all(np.isfinite(h["loss"]) for h in history)
+    assert [h["phase"] for h in history] == ["head", "finetune", "quantization-aware", "quantization-aware"]
+    assert [h["epoch"] for h in history[2:]] == [0, 1]  # phase 3 scores its copy before fine-tuning, then each epoch
+    assert history[2]["loss"] is None and all(np.isfinite(h["loss"]) for h in history if h["loss"] is not None)
     for h in history[:2]:  # early stopping on the pooled val macro F1; each data set's is logged
         assert sorted(h["val_macro_f1_by_dataset"]) == ["andrewmvd", "chandrikadeb7"]
         assert h["score"] == h["val_macro_f1"]
@@ -51,9 +52,10 @@ def test_training_runs_three_phases_and_exports_every_format(small_run):
         if "fp32" in name:
             assert agreement["same_class"] == 1.0 and agreement["max_abs_diff"] < 1e-3
             assert entry.calibration is None
-        else:  # converted from the quantization-aware copy (a two-step copy here: its ranges have barely moved)
-            assert agreement["same_class"] > 0.6 and agreement["mean_abs_diff"] < 0.15
+        else:  # converted from the quantization-aware copy, whose ranges were set from training batches
+            assert agreement["same_class"] > 0.9 and agreement["mean_abs_diff"] < 0.05
             assert entry.calibration["method"] == "quantization-aware training"
+            assert entry.metrics["agreement_with_float"]["same_class"] > 0.9
         low, high = entry.metrics["classes"]["with_mask"]["recall_ci95"]
         assert low <= entry.metrics["classes"]["with_mask"]["recall"] <= high
     assert manifest.entries["mask_mnv2_64_int8.tflite"].input.dtype == "uint8"
@@ -72,7 +74,9 @@ def test_export_parity_keras_tflite_onnx(small_run):
     int8 = MaskClassifier("mask_mnv2_64_int8.tflite", models_dir=out).classify_crops([s.pixels for s in val])
     recorded = Manifest.load(out).entries["mask_mnv2_64_int8.tflite"].metrics["agreement"]
     assert recorded == pytest.approx(agreement(int8, keras_probabilities(aware, val, config.input_size)), abs=1e-6)
-    assert recorded != pytest.approx(agreement(int8, keras_probabilities(model, val, config.input_size)), abs=1e-6)
+    with_float = agreement(int8, keras_probabilities(model, val, config.input_size))
+    assert recorded != pytest.approx(with_float, abs=1e-6)
+    assert Manifest.load(out).entries["mask_mnv2_64_int8.tflite"].metrics["agreement_with_float"] == pytest.approx(with_float, abs=1e-6)
 
 
 def test_quantization_aware_copy_starts_from_the_trained_weights(small_run):
@@ -85,8 +89,45 @@ def test_quantization_aware_copy_starts_from_the_trained_weights(small_run):
     assert aware.predict(batch, verbose=0).shape == (32, len(CLASSES))
 
 
+def test_phase_3_keeps_the_state_that_agrees_best_with_the_float_model(small_run):
+    from convert.qat import tf_keras_twin
+
+    config, samples, model, history, _, _, aware = small_run
+    x = crop_batch([s for s in samples if s.split == "val"], config.input_size).astype(np.float32)
+    phase3 = [h for h in history if h["phase"] == "quantization-aware"]
+    assert {h["target"] for h in phase3} == {"float model"} and all(h["score"] == h["agreement"] for h in phase3)
+    same = (aware.predict(x, verbose=0).argmax(1) == tf_keras_twin(model).predict(x, verbose=0).argmax(1)).mean()
+    assert same == pytest.approx(max(h["agreement"] for h in phase3))
+
+
+def test_activation_ranges_are_set_from_the_batches(small_run):
+    import tf_keras
+
+    from convert.qat import ACTIVATION_RANGES, quantization_aware, set_activation_ranges, tf_keras_twin
+
+    config, samples, model, _, _, _, _ = small_run
+    crops = crop_batch([s for s in samples if s.split == "train"][:64], config.input_size).astype(np.float32)
+    batches = np.split(crops, 4)
+    aware = quantization_aware(model)
+    assert set_activation_ranges(aware, iter(batches)) == 3  # the first batch only brings the ranges near
+    ranges = {v.name.split(":")[0]: float(v.numpy()) for v in aware.variables
+              if v.name.split("/")[-1].split(":")[0] in ACTIVATION_RANGES}
+    assert len(ranges) > 100 and -6.0 not in ranges.values()  # none left at its start, -6..6 (ReLU6 can reach 6)
+    assert all(value <= 0 for name, value in ranges.items() if name.endswith("_min"))
+    assert all(value >= 0 for name, value in ranges.items() if name.endswith("_max"))
+    twin = tf_keras_twin(model)  # the first ReLU sees unquantized input: its range is the float model's
+    relu = tf_keras.Model(twin.inputs, twin.get_layer("Conv1_relu").output)
+    assert ranges["quant_Conv1_relu/output_min"] == 0.0
+    assert ranges["quant_Conv1_relu/output_max"] == pytest.approx(
+        np.mean([relu.predict(b, verbose=0).max() for b in batches[1:]]), rel=0.03)
+    with pytest.raises(ConversionError, match="at least two batches"):
+        set_activation_ranges(quantization_aware(model), iter(batches[:1]))
+
+
 def test_qat_epochs_are_checked_before_training(data):
     crops = [data / "crops" / "chandrikadeb7"]
+    with pytest.raises(ConfigError, match="--qat-target 'logits': choose float or labels"):
+        load_samples(TrainConfig(crops=crops, qat_target="logits"))
     with pytest.raises(ConfigError, match="--qat-epochs -1"):
         load_samples(TrainConfig(crops=crops, qat_epochs=-1))
     with pytest.raises(ConfigError, match="--qat-epochs 2: quantization-aware training is for mobilenetv2 only"):
@@ -181,6 +222,7 @@ def test_model_card_table_gives_intervals_and_agreement(small_run):
     c = figures["classes"]["without_mask"]
     assert f"| without_mask | {c['precision']:.4f} ({c['precision_ci95'][0]:.2f}-{c['precision_ci95'][1]:.2f}) |" in text
     assert f"same class as the Keras model it came from on {100 * figures['agreement']['same_class']:.2f} %" in text
+    assert f"same class as the float model on {100 * figures['agreement_with_float']['same_class']:.2f} %" in text
 
 
 def test_val_fold_holds_out_another_fifth_of_the_source_images(data):
