@@ -162,12 +162,12 @@ def fine_tune(model, data, x_val: np.ndarray, y_val: np.ndarray, epochs: int, st
     import tf_keras
 
     aware = quantization_aware(model)
+    set_activation_ranges(aware, (x for x, _ in data.take(max(2, steps // 4))))
     if distil:
         teacher = tf_keras_twin(model)
         teacher.trainable = False
         reference = teacher.predict(x_val, batch_size=256, verbose=0).argmax(1)
         data = data.map(lambda x, y: (x, teacher(x, training=False)))
-    set_activation_ranges(aware, (x for x, _ in data.take(max(2, steps // 4))))
     aware.compile(tf_keras.optimizers.Adam(lr), "categorical_crossentropy" if distil else "sparse_categorical_crossentropy")
     best, best_weights = -1.0, None
     for epoch in range(epochs + 1):
