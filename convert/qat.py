@@ -132,17 +132,26 @@ def set_activation_ranges(aware, batches) -> int:
     ranges = [v for v in aware.variables if v.name.split("/")[-1].split(":")[0] in ACTIVATION_RANGES]
     if not ranges:
         raise ConversionError("quantization-aware training: the model has no activation ranges to set")
-    totals, count = [np.zeros(v.shape, np.float64) for v in ranges], -1
-    for x in batches:
+    lowers = [v.name.split(":")[0].endswith("_min") for v in ranges]
+
+    def seen(x) -> list[np.ndarray]:  # each range's batch value, read back from its moving-average step
         before = [v.numpy().astype(np.float64) for v in ranges]
         aware(x, training=True)
-        seen = [b + (v.numpy() - b) / (1 - RANGE_DECAY) for v, b in zip(ranges, before)]
+        return [b + (v.numpy() - b) / (1 - RANGE_DECAY) for v, b in zip(ranges, before)]
+
+    def assign(values):  # a range always holds 0, as tensorflow-model-optimization's do
+        for v, value, lower in zip(ranges, values, lowers):
+            v.assign((np.minimum(value, 0.0) if lower else np.maximum(value, 0.0)).astype(v.dtype.as_numpy_dtype))
+
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is not None:
+        assign(seen(first))
+    totals, count = [np.zeros(v.shape, np.float64) for v in ranges], 0
+    for x in batches:
+        totals = [t + value for t, value in zip(totals, seen(x))]
         count += 1
-        if count:
-            totals = [t + s for t, s in zip(totals, seen)]
-        for v, value in zip(ranges, [t / count for t in totals] if count else seen):  # a range holds 0
-            value = np.minimum(value, 0.0) if v.name.split(":")[0].endswith("_min") else np.maximum(value, 0.0)
-            v.assign(value.astype(v.dtype.as_numpy_dtype))
+        assign([t / count for t in totals])
     if count < 1:
         raise ConversionError("quantization-aware training: setting activation ranges needs at least two batches")
     return count
