@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -9,9 +10,12 @@ from pathlib import Path
 
 from . import __version__
 from .classifier import DEFAULT_CLASSIFIER
-from .errors import MaskwatchError
+from .errors import InputError, MaskwatchError
 from .detector import DEFAULT_DETECTOR
 from .sample import sample_image
+
+#: How the commands that take many images treat a broken one (their help says so).
+SKIPPED = "An unreadable image is skipped with a one-line warning naming it; the exit status is then 1."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     detect = sub.add_parser("detect", help="detect faces in images and write annotated pictures",
-                            description="Detect faces; with no IMAGE, runs on the sample photo shipped in the package.")
+                            description="Detect faces; with no IMAGE, runs on the sample photo shipped in the package. "
+                                        f"{SKIPPED}")
     detect.add_argument("images", nargs="*", type=Path, help="image files (default: the shipped sample)")
     detect.add_argument("--model", default=DEFAULT_DETECTOR, help="detector file name in the manifest, or a path (default: %(default)s)")
     detect.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
@@ -37,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.set_defaults(handler=_detect)
 
     classify = sub.add_parser("classify", help="classify face crops as with_mask / without_mask / mask_weared_incorrect",
-                              description="Classify face-crop images (files, folders or globs); writes file,label,score rows.")
+                              description="Classify face-crop images (files, folders or globs); writes file,label,score rows. "
+                                          f"{SKIPPED}")
     classify.add_argument("paths", nargs="+", help="crop images, folders or glob patterns")
     classify.add_argument("--csv", type=Path, default=None, help="write rows here (default: standard output)")
     classify.add_argument("--model", default=DEFAULT_CLASSIFIER, help="classifier file name in the manifest, or a path (default: %(default)s)")
@@ -64,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=_doctor)
 
     predict = sub.add_parser("predict", help="detector + classifier on images, one JSON line per image",
-                             description="Run the whole pipeline on image files, folders or globs; boxes in each image's pixels.")
+                             description="Run the whole pipeline on image files, folders or globs; boxes in each image's pixels. "
+                                         f"{SKIPPED}")
     predict.add_argument("images", nargs="+", help="image files, folders or glob patterns")
     predict.add_argument("--jsonl", type=Path, required=True, help="output file ('-' for standard output)")
     _model_options(predict)
@@ -109,21 +116,21 @@ def _detect(args: argparse.Namespace) -> int:
 
     from .detector import FaceDetector
     from .draw import draw_faces
-    from .image import read_image
+    from .image import ReadableImages
     from .postprocess import PostprocessSettings
 
     detector = FaceDetector(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
                             settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in args.images or [sample_image()]:
-        image = read_image(path)
+    images = ReadableImages(list(args.images or [sample_image()]))
+    for path, image in images:
         faces = detector.detect(image)
         target = args.out / f"{path.stem}.faces.jpg"
         cv2.imwrite(str(target), draw_faces(image, faces))
         print(json.dumps({"image": path.name, "faces": [
             {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
             for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
-    return 0
+    return images.exit_status()
 
 
 def _model_options(parser) -> None:
@@ -155,12 +162,9 @@ def _predict(args: argparse.Namespace) -> int:
     files = expand_images(args.images)
     predictor = _predictor(args)
     if str(args.jsonl) == "-":
-        predict_files(predictor, files, sys.stdout, progress=False)
-    else:
-        args.jsonl.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.jsonl, "w") as out:
-            predict_files(predictor, files, out)
-    return 0
+        return predict_files(predictor, files, sys.stdout, progress=False)
+    with _output(args.jsonl) as out:
+        return predict_files(predictor, files, out)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -277,23 +281,27 @@ def _classify(args: argparse.Namespace) -> int:
     import cv2
 
     from .classifier import MaskClassifier
-    from .image import expand_images, read_image
+    from .image import ReadableImages, expand_images
 
     classifier = MaskClassifier(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir)
-    files = expand_images(args.paths)
-    out = open(args.csv, "w", newline="") if args.csv else sys.stdout
-    try:
+    images = ReadableImages(expand_images(args.paths))
+    with _output(args.csv, newline="") if args.csv else contextlib.nullcontext(sys.stdout) as out:
         writer = csv.writer(out)
         writer.writerow(["file", "label", "score"])
-        for path in files:
-            crop = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
-            probabilities = classifier.classify_crops([crop])[0]
+        for path, image in images:
+            probabilities = classifier.classify_crops([cv2.cvtColor(image, cv2.COLOR_BGR2RGB)])[0]
             best = int(probabilities.argmax())
             writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    return 0
+    return images.exit_status()
+
+
+def _output(path: Path, **options):
+    """``path`` opened for writing, its folder made first; InputError naming it when that fails."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", **options)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write there ({exc.strerror or exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:

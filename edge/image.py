@@ -1,13 +1,16 @@
 """Image helpers shared by the detector and classifier: reading and letterboxing."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 #: Detector inputs must be multiples of the largest anchor stride.
 STRIDE_MULTIPLE = 32
@@ -32,6 +35,36 @@ def expand_images(specs) -> list[Path]:
             raise InputError(f"{spec}: no image files there")
         found.update(dict.fromkeys(matches))
     return list(found)
+
+
+@dataclass
+class ReadableImages:
+    """``files`` as ``(path, BGR image)`` pairs, each unreadable one skipped with a one-line warning
+    naming it (a batch over a folder does not stop at one broken file); ``skipped`` lists them."""
+
+    files: list[Path]
+    skipped: list[InputError] = field(default_factory=list)
+
+    def __iter__(self):
+        for path in self.files:
+            try:
+                image = read_image(path)
+            except InputError as exc:
+                if len(self.files) > 1:  # a lone file's error is the command's error
+                    log.warning("%s (skipped)", exc)
+                self.skipped.append(exc)
+                continue
+            yield path, image
+
+    def exit_status(self) -> int:
+        """0 when every file was read, 1 when some were skipped; InputError when none could be read."""
+        if not self.skipped:
+            return 0
+        if len(self.skipped) == len(self.files):
+            more = f"; none of the {len(self.files)} image files could be read" if len(self.files) > 1 else ""
+            raise InputError(f"{self.skipped[0]}{more}")
+        log.warning("%d of %d image files skipped (unreadable)", len(self.skipped), len(self.files))
+        return 1
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .image import read_image
+from .image import ReadableImages, read_image
 
 
 class ImagePredictor:
@@ -36,23 +36,25 @@ class ImagePredictor:
                                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in points]})
         return detections
 
-    def predict_file(self, path) -> dict:
-        image = read_image(path)
+    def predict_file(self, path, image: np.ndarray | None = None) -> dict:
+        """One JSON line's content for the image file ``path`` (read here unless ``image`` is given)."""
+        image = read_image(path) if image is None else image
         return {"image": path.name, "width": int(image.shape[1]), "height": int(image.shape[0]),
                 "detections": self.predict(image)}
 
 
-def predict_files(predictor: ImagePredictor, files, out, progress: bool | None = None):
-    """Write one JSON line per file to ``out``; a progress counter on stderr when it is a terminal."""
+def predict_files(predictor: ImagePredictor, files, out, progress: bool | None = None) -> int:
+    """Write one JSON line per readable file to ``out`` (unreadable ones are skipped, each with a
+    one-line warning); a progress counter on stderr when it is a terminal. Returns the exit status
+    (:meth:`ReadableImages.exit_status`)."""
     progress = sys.stderr.isatty() if progress is None else progress
-    results = []
-    for i, path in enumerate(files, 1):
-        line = predictor.predict_file(path)
+    images = ReadableImages(list(files))
+    for i, (path, image) in enumerate(images, 1):
+        line = predictor.predict_file(path, image)
         out.write(json.dumps(line) + "\n")
-        results.append(line)
         if progress:
-            sys.stderr.write(f"\rpredict: {i}/{len(files)} {path.name[:40]:40s}")
+            sys.stderr.write(f"\rpredict: {i + len(images.skipped)}/{len(images.files)} {path.name[:40]:40s}")
             sys.stderr.flush()
     if progress:
         sys.stderr.write("\n")
-    return results
+    return images.exit_status()

@@ -113,6 +113,25 @@ def test_classify_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"no")
     assert main(["classify", str(tmp_path / "broken.jpg")]) == 2
     assert "broken.jpg: not a readable image" in capsys.readouterr().err
+    (tmp_path / "broken-too.png").write_bytes(b"")
+    assert main(["classify", str(tmp_path)]) == 2
+    assert "none of the 2 image files could be read" in capsys.readouterr().err
+
+
+def test_classify_skips_a_broken_crop_and_keeps_the_rest(data, tmp_path, caplog):
+    good = sorted((data / "crops" / "chandrikadeb7" / "with_mask").iterdir())[:2]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "new" / "folder" / "labels.csv"  # folders are made
+    assert main(["classify", str(good[0]), str(tmp_path / "broken.jpg"), str(good[1]), "--csv", str(out)]) == 1
+    rows = list(csv.DictReader(out.open()))
+    assert [r["file"] for r in rows] == [str(good[0]), str(good[1])]
+    assert "broken.jpg: not a readable image (skipped)" in caplog.text
+
+
+def test_classify_unwritable_csv_is_one_line(tmp_path, sample_image, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["classify", str(sample_image), "--csv", str(tmp_path / "file" / "labels.csv")]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"maskwatch: error: {tmp_path / 'file' / 'labels.csv'}: cannot write there")
 
 
 def test_a_detector_is_not_a_classifier():

@@ -30,3 +30,12 @@ def test_missing_image_is_one_line_error(tmp_path, capsys):
 def test_unknown_model_is_one_line_error(tmp_path, capsys):
     assert main(["detect", "--model", "nope.tflite", "--out", str(tmp_path)]) == 2
     assert "nope.tflite" in capsys.readouterr().err
+
+
+def test_a_broken_image_among_many_is_skipped_by_name(tmp_path, sample_image, caplog):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    assert main(["detect", str(sample_image), str(broken), "--out", str(tmp_path / "out")]) == 1
+    assert (tmp_path / "out" / "astronaut.faces.jpg").is_file()
+    assert f"{broken}: not a readable image (skipped)" in caplog.text
+    assert "1 of 2 image files skipped" in caplog.text

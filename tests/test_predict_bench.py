@@ -51,6 +51,14 @@ def test_predict_bad_input(tmp_path, capsys):
     assert "not-an-image.png: not a readable image" in capsys.readouterr().err
 
 
+def test_predict_skips_a_broken_image_and_keeps_the_rest(tmp_path, sample_image, caplog):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG truncated")
+    out = tmp_path / "made" / "out.jsonl"
+    assert main(["predict", str(tmp_path / "broken.png"), str(sample_image), "--jsonl", str(out)]) == 1
+    assert [json.loads(x)["image"] for x in out.read_text().splitlines()] == ["astronaut.jpg"]
+    assert "broken.png: not a readable image (skipped)" in caplog.text
+
+
 def test_bench_produces_every_field(tmp_path):
     assert main(["bench", "--variants", "litert-int8-320", "onnx-fp32-320", "--warmup", "1", "--repeats", "3",
                  "--clip-frames", "4", "--out", str(tmp_path)]) == 0
