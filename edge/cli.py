@@ -15,6 +15,8 @@ from .detector import DEFAULT_DETECTOR
 from .sample import sample_image
 
 #: How the commands that take many images treat a broken one (their help says so).
+#: Crops per classifier call in ``maskwatch classify`` (a batch-1 model runs them one by one).
+CLASSIFY_BATCH = 64
 SKIPPED = "An unreadable image is skipped with a one-line warning naming it; the exit status is then 1."
 
 
@@ -288,10 +290,20 @@ def _classify(args: argparse.Namespace) -> int:
     with _output(args.csv, newline="") if args.csv else contextlib.nullcontext(sys.stdout) as out:
         writer = csv.writer(out)
         writer.writerow(["file", "label", "score"])
+        paths, crops = [], []  # a batch of crops already at the input size: one call where the model takes a batch
+
+        def flush():
+            for path, probabilities in zip(paths, classifier.classify_crops(crops)):
+                best = int(probabilities.argmax())
+                writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
+            paths.clear(), crops.clear()
+
         for path, image in images:
-            probabilities = classifier.classify_crops([cv2.cvtColor(image, cv2.COLOR_BGR2RGB)])[0]
-            best = int(probabilities.argmax())
-            writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
+            paths.append(path)
+            crops.append(classifier.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+            if len(crops) == CLASSIFY_BATCH:
+                flush()
+        flush()
     return images.exit_status()
 
 

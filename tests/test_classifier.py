@@ -137,3 +137,15 @@ def test_classify_unwritable_csv_is_one_line(tmp_path, sample_image, capsys):
 def test_a_detector_is_not_a_classifier():
     with pytest.raises(ModelError, match="not a mask classifier"):
         MaskClassifier("retinaface_mnv2_320_int8.tflite")
+
+
+def test_classify_batches_give_the_one_by_one_labels(data, tmp_path):
+    files = sorted((data / "crops" / "chandrikadeb7" / "without_mask").iterdir())[:70]  # more than one batch
+    out = tmp_path / "labels.csv"
+    assert main(["classify", *map(str, files), "--model", "mask_mnv2_96_fp32.onnx", "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    classifier = MaskClassifier("mask_mnv2_96_fp32.onnx")
+    for path, row in zip(files, rows, strict=True):
+        p = classifier.classify_crops([read_image(path)[:, :, ::-1]])[0]
+        assert row["file"] == str(path) and row["label"] == classifier.labels[int(p.argmax())]
+        assert float(row["score"]) == pytest.approx(float(p.max()), abs=1e-4)
