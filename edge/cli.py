@@ -14,9 +14,9 @@ from .errors import InputError, MaskwatchError
 from .detector import DEFAULT_DETECTOR
 from .sample import sample_image
 
-#: How the commands that take many images treat a broken one (their help says so).
 #: Crops per classifier call in ``maskwatch classify`` (a batch-1 model runs them one by one).
 CLASSIFY_BATCH = 64
+#: How the commands that take many images treat a broken one (their help says so).
 SKIPPED = "An unreadable image is skipped with a one-line warning naming it; the exit status is then 1."
 
 
@@ -296,7 +296,8 @@ def _classify(args: argparse.Namespace) -> int:
             for path, probabilities in zip(paths, classifier.classify_crops(crops)):
                 best = int(probabilities.argmax())
                 writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
-            paths.clear(), crops.clear()
+            paths.clear()
+            crops.clear()
 
         for path, image in images:
             paths.append(path)

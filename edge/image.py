@@ -40,7 +40,7 @@ def expand_images(specs) -> list[Path]:
 @dataclass
 class ReadableImages:
     """``files`` as ``(path, BGR image)`` pairs, each unreadable one skipped with a one-line warning
-    naming it (a batch over a folder does not stop at one broken file); ``skipped`` lists them."""
+    naming it (a batch over a folder does not stop at one broken file); ``skipped`` holds their errors."""
 
     files: list[Path]
     skipped: list[InputError] = field(default_factory=list)
