@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import sys
@@ -194,8 +195,8 @@ def _eval(args: argparse.Namespace) -> int:
             results[name] = scene_figures(predictor_process(ImagePredictor(detector, classifier)), args.voc, args.split)
         print(f"## {name}\n\n{table(results[name])}\n")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        with _output(args.json) as out:
+            out.write(json.dumps(results, indent=2, default=float) + "\n")
     return 0
 
 
@@ -290,21 +291,11 @@ def _classify(args: argparse.Namespace) -> int:
     with _output(args.csv, newline="") if args.csv else contextlib.nullcontext(sys.stdout) as out:
         writer = csv.writer(out)
         writer.writerow(["file", "label", "score"])
-        paths, crops = [], []  # a batch of crops already at the input size: one call where the model takes a batch
-
-        def flush():
-            for path, probabilities in zip(paths, classifier.classify_crops(crops)):
+        crops = ((path, classifier.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))) for path, image in images)
+        while batch := list(itertools.islice(crops, CLASSIFY_BATCH)):  # held at the input size, not as read
+            for (path, _), probabilities in zip(batch, classifier.classify_crops([crop for _, crop in batch])):
                 best = int(probabilities.argmax())
                 writer.writerow([str(path), classifier.labels[best], f"{probabilities[best]:.4f}"])
-            paths.clear()
-            crops.clear()
-
-        for path, image in images:
-            paths.append(path)
-            crops.append(classifier.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
-            if len(crops) == CLASSIFY_BATCH:
-                flush()
-        flush()
     return images.exit_status()
 
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from .image import ReadableImages, read_image
+from .image import ReadableImages
 
 
 class ImagePredictor:
@@ -36,9 +36,8 @@ class ImagePredictor:
                                "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in points]})
         return detections
 
-    def predict_file(self, path, image: np.ndarray | None = None) -> dict:
-        """One JSON line's content for the image file ``path`` (read here unless ``image`` is given)."""
-        image = read_image(path) if image is None else image
+    def predict_file(self, path, image: np.ndarray) -> dict:
+        """One JSON line's content for ``image``, read from the file ``path``."""
         return {"image": path.name, "width": int(image.shape[1]), "height": int(image.shape[0]),
                 "detections": self.predict(image)}
 
