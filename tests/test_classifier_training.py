@@ -164,6 +164,33 @@ def test_synthetic_incorrect_masks_join_the_train_side_only(data):
     assert all(s.synthetic and s.split == "train" and s.label == "mask_weared_incorrect" for s in made)
 
 
+def test_synth_incorrect_auto_synthesizes_only_without_real_incorrect_masks(data):
+    from convert.classifier_train import SYNTH_WITHOUT_REAL, synth_count
+
+    config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], limit=30)
+    samples, _ = load_samples(config)
+    assert config.synth_incorrect is None and not any(s.label == "mask_weared_incorrect" for s in samples)
+    assert synth_count(samples, config) == SYNTH_WITHOUT_REAL  # web crops alone: the class exists only synthesized
+    train_side = next(i for i, s in enumerate(samples) if s.split == "train")
+    val_side = next(i for i, s in enumerate(samples) if s.split == "val")
+    relabel = lambda i: samples[:i] + [replace(samples[i], label="mask_weared_incorrect")] + samples[i + 1:]
+    assert synth_count(relabel(val_side), config) == SYNTH_WITHOUT_REAL  # val crops are never trained on
+    assert synth_count(relabel(train_side), config) == 0
+    assert synth_count(relabel(train_side), replace(config, synth_incorrect=50)) == 50
+
+
+def test_synth_incorrect_option_takes_a_count_or_auto(capsys):
+    from edge.cli import build_parser
+
+    parser = build_parser()
+    parse = lambda *extra: parser.parse_args(["convert", "train-classifier", "--crops", ".", *extra]).synth_incorrect
+    assert parse() is None and parse("--synth-incorrect", "auto") is None and parse("--synth-incorrect", "0") == 0
+    for bad in ("many", "-5"):
+        with pytest.raises(SystemExit):
+            parse("--synth-incorrect", bad)
+        assert f"--synth-incorrect: '{bad}': give a count of 0 or more, or auto" in capsys.readouterr().err
+
+
 def test_xception_is_the_seed_papers_head():
     from convert.classifier_train import build_model
 
