@@ -37,7 +37,7 @@ def _count_or_auto(text: str) -> int | None:
 
 
 def add_commands(subparsers, models_dir_default: str) -> None:
-    from .classifier_train import QAT_TARGETS, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
+    from .classifier_train import QAT_TARGETS, SYNTH_WITHOUT_REAL, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
 
     convert = subparsers.add_parser("convert", help="turn trained models into TFLite and ONNX files (needs maskwatch[convert])")
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
@@ -78,7 +78,7 @@ def add_commands(subparsers, models_dir_default: str) -> None:
     train.add_argument("--input-size", type=int, default=recipe.input_size, help="square crop size (default: %(default)s)")
     train.add_argument("--synth-incorrect", type=_count_or_auto, default=recipe.synth_incorrect, metavar="N|auto",
                        help="synthesized mask_weared_incorrect crops added to training (default: auto, "
-                            "none when the train side has real ones, else 600)")
+                            f"none when the train side has real ones, else {SYNTH_WITHOUT_REAL})")
     train.add_argument("--head-epochs", type=int, default=recipe.head_epochs, help="(default: %(default)s)")
     train.add_argument("--finetune-epochs", type=int, default=recipe.finetune_epochs, help="(default: %(default)s)")
     train.add_argument("--steps-per-epoch", type=int, default=recipe.steps_per_epoch, help="(default: %(default)s)")
