@@ -302,8 +302,12 @@ def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)  # not needed, so not asked for
     argv = ["convert", "train-classifier", "--crops", str(data / "crops" / "chandrikadeb7"), "--out", str(tmp_path),
             "--formats", "tflite-fp32", "--input-size", "64", "--limit", "8", "--head-epochs", "1", "--finetune-epochs", "1",
-            "--steps-per-epoch", "1", "--synth-incorrect", "0"]
+            "--steps-per-epoch", "1"]
     assert main(argv) == 0
     entry = Manifest.load(tmp_path).entries["mask_mnv2_64_fp32.tflite"]
     assert [h["phase"] for h in entry.source["training"]["history"]] == ["head", "finetune"]
+    # --synth-incorrect auto: web crops alone have no incorrectly worn face, so some were made; the number is recorded
+    from convert.classifier_train import SYNTH_WITHOUT_REAL
+
+    assert entry.source["training"]["config"]["synth_incorrect"] == str(SYNTH_WITHOUT_REAL)
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["mask_mnv2_64_fp32.tflite"]
