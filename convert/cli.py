@@ -27,13 +27,9 @@ def _count_or_auto(text: str) -> int | None:
     """argparse type: a count of 0 or more, or ``auto`` (None)."""
     if text == "auto":
         return None
-    try:
-        count = int(text)
-    except ValueError:
-        count = -1
-    if count < 0:
+    if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r}: give a count of 0 or more, or auto")
-    return count
+    return int(text)
 
 
 def add_commands(subparsers, models_dir_default: str) -> None:
