@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.image import crop_with_margin, letterbox, stretch
-from edge.manifest import Manifest
+from maskwatch.edge.image import crop_with_margin, letterbox, stretch
+from maskwatch.edge.manifest import Manifest
 
 FULL_OUTPUT = "Identity:0"  #: (N, 16): 14 normalised coordinates (box, 5 landmarks), a flag, the score
 KERAS_CLASSIFIER = "mask_mnv2_96_fp32.keras"
@@ -24,7 +24,7 @@ class TensorFlowPipeline:
         import keras
         import tensorflow as tf
 
-        from convert.retinaface_source import graph_bytes
+        from maskwatch.convert.retinaface_source import graph_bytes
 
         graph_def = tf.compat.v1.GraphDef()
         graph_def.ParseFromString(graph_bytes()[0])
@@ -74,12 +74,12 @@ def compare(document: dict, config, voc=None) -> dict:
 
 def accuracy(baseline: TensorFlowPipeline, document: dict, voc) -> dict:
     """mAP of the baseline and of each benchmarked variant on the val split of ``voc``, and the differences."""
-    from edge.classifier import MaskClassifier
-    from edge.detector import FaceDetector
-    from edge.evaluate import EVAL_THRESHOLD, predictor_process, scene_figures
-    from edge.postprocess import PostprocessSettings
-    from edge.predict import ImagePredictor
-    from edge.variants import VARIANTS
+    from maskwatch.edge.classifier import MaskClassifier
+    from maskwatch.edge.detector import FaceDetector
+    from maskwatch.edge.evaluate import EVAL_THRESHOLD, predictor_process, scene_figures
+    from maskwatch.edge.postprocess import PostprocessSettings
+    from maskwatch.edge.predict import ImagePredictor
+    from maskwatch.edge.variants import VARIANTS
 
     def process(image):
         boxes, scores, probabilities = baseline.process(image)

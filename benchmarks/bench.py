@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.variants import VARIANTS
+from maskwatch.edge.variants import VARIANTS
 
 STAGES = ("decode", "letterbox", "detect", "postprocess", "classify_face", "track", "frame")
 FACES = 5
@@ -40,7 +40,7 @@ class BenchConfig:
 
 def five_face_frame() -> np.ndarray:
     """A 640x480 BGR frame holding five copies of the shipped sample face (no data needed)."""
-    from edge.sample import sample_image
+    from maskwatch.edge.sample import sample_image
 
     photo = cv2.imread(str(sample_image()))
     face = cv2.resize(photo[30:210, 150:300], (100, 120), interpolation=cv2.INTER_AREA)  # the face, with margin
@@ -69,13 +69,13 @@ def timed(function, config: BenchConfig) -> dict:
 
 def measure(variant: str, config: BenchConfig) -> dict:
     """Every stage of one variant, in this process."""
-    from edge.classifier import MaskClassifier
-    from edge.detector import FaceDetector
-    from edge.events import Fanout
-    from edge.pipeline import Pipeline
-    from edge.signal import Indicator
-    from edge.sources import Frame, open_source
-    from edge.tracker import Tracker
+    from maskwatch.edge.classifier import MaskClassifier
+    from maskwatch.edge.detector import FaceDetector
+    from maskwatch.edge.events import Fanout
+    from maskwatch.edge.pipeline import Pipeline
+    from maskwatch.edge.signal import Indicator
+    from maskwatch.edge.sources import Frame, open_source
+    from maskwatch.edge.tracker import Tracker
 
     detector_name, classifier_name, size = VARIANTS[variant]
     detector = FaceDetector(detector_name, threads=config.threads, input_size=size)
@@ -117,7 +117,7 @@ def peak_rss_mb() -> float:
 
 
 def _clip_fps(pipeline, source, config: BenchConfig) -> dict:
-    from edge.sources import Threaded
+    from maskwatch.edge.sources import Threaded
 
     with Threaded(source) as threaded:
         start = time.perf_counter()
@@ -126,7 +126,7 @@ def _clip_fps(pipeline, source, config: BenchConfig) -> dict:
 
 
 def _synthetic_clip_fps(pipeline, frame, config: BenchConfig) -> dict:
-    from edge.sources import Frame
+    from maskwatch.edge.sources import Frame
 
     start = time.perf_counter()
     for i in range(config.clip_frames):
@@ -157,7 +157,7 @@ def run_variants(variants: list[str], config: BenchConfig) -> dict:
     """Each variant in a fresh process; returns the whole results document."""
     results = []
     for variant in variants:
-        command = [sys.executable, "-m", "benchmarks.bench", variant, json.dumps(config.__dict__)]
+        command = [sys.executable, "-m", "maskwatch.benchmarks.bench", variant, json.dumps(config.__dict__)]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -218,5 +218,5 @@ def write(document: dict, out: Path) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":  # one variant, in its own process: python -m benchmarks.bench VARIANT CONFIG_JSON
+if __name__ == "__main__":  # one variant, in its own process: python -m maskwatch.benchmarks.bench VARIANT CONFIG_JSON
     print(json.dumps(measure(sys.argv[1], BenchConfig(**json.loads(sys.argv[2])))))

@@ -25,10 +25,10 @@ def open_fds() -> int:
 
 
 def soak(frames: int = 20_000, every: int = 500) -> dict:
-    from edge.app import build_pipeline
-    from edge.config import load_config
-    from edge.sample import SampleClip
-    from edge.sources import Frame
+    from maskwatch.edge.app import build_pipeline
+    from maskwatch.edge.config import load_config
+    from maskwatch.edge.sample import SampleClip
+    from maskwatch.edge.sources import Frame
 
     from .bench import five_face_frame
 

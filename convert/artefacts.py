@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from importlib import metadata
 
-from edge.manifest import InputSpec, Manifest, ModelEntry, sha256_of, write_atomic
-from edge.runtimes import load_runtime
+from maskwatch.edge.manifest import InputSpec, Manifest, ModelEntry, sha256_of, write_atomic
+from maskwatch.edge.runtimes import load_runtime
 
 _VERSIONED = ("maskwatch", "tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
 

@@ -21,8 +21,8 @@ import copy
 
 import numpy as np
 
-from convert.torch_checkpoint import load_state_dict
-from edge.errors import ConversionError
+from maskwatch.convert.torch_checkpoint import load_state_dict
+from maskwatch.edge.errors import ConversionError
 
 #: torchvision's ImageNet normalisation, on RGB in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -134,7 +134,7 @@ def mobilenetv2_imagenet(weights_path, input_size: int = 224, include_top: bool 
     the model normalises them itself (layer ``preprocess``). With ``include_top`` the
     output is the 1000 ImageNet classes (torchvision's order, the usual ImageNet class
     indices), else the ``(batch, input_size/32, input_size/32, 1280)`` feature map of
-    layer ``out_relu``. ``weights_path`` is a ``.pth`` (see :mod:`convert.mobilenet_weights`).
+    layer ``out_relu``. ``weights_path`` is a ``.pth`` (see :mod:`maskwatch.convert.mobilenet_weights`).
     """
     import keras
 

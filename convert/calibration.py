@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import InputError
-from edge.image import IMAGE_SUFFIXES, letterbox, read_image
-from edge.splits import select
+from maskwatch.edge.errors import InputError
+from maskwatch.edge.image import IMAGE_SUFFIXES, letterbox, read_image
+from maskwatch.edge.splits import select
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def calibration_set(folder: str | Path, count: int, split: str = "train") -> list[Path]:
-    """Up to ``count`` images from ``folder`` on ``split`` (see :mod:`edge.splits`), evenly spread."""
+    """Up to ``count`` images from ``folder`` on ``split`` (see :mod:`maskwatch.edge.splits`), evenly spread."""
     files = select(image_files(folder), split)
     if not files:
         raise InputError(f"{folder}: no images on the {split} side of the split; use --calib-split all")

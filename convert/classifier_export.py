@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.classifier import MaskClassifier
-from edge.labels import CLASSES
-from edge.manifest import Manifest
-from edge.metrics import class_table, confusion, per_class
+from maskwatch.edge.classifier import MaskClassifier
+from maskwatch.edge.labels import CLASSES
+from maskwatch.edge.manifest import Manifest
+from maskwatch.edge.metrics import class_table, confusion, per_class
 
 from .artefacts import converter_versions, install
 from .face_data import FaceSample, crop_batch
@@ -53,7 +53,7 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
     """Export ``model`` in each format, install it in ``out`` and record its validation figures.
 
     ``int8_model``, when given, is ``model`` after quantization-aware fine-tuning
-    (:mod:`convert.qat`): the TFLite int8 file is converted from it instead.
+    (:mod:`maskwatch.convert.qat`): the TFLite int8 file is converted from it instead.
     ``also_score`` maps a data set's name to samples of a source not used in
     training (every split): their figures are recorded too (cross-data-set check).
     """

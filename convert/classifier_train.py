@@ -1,13 +1,13 @@
 """``maskwatch convert train-classifier``: a three-class mask classifier from real face crops.
 
 Recipe (seeded, repeatable): face crops from PASCAL VOC scenes and crop
-folders, split by source image (:mod:`edge.splits`); street-like augmentation
-(:mod:`convert.augment`); class-tempered sampling for the rare
+folders, split by source image (:mod:`maskwatch.edge.splits`); street-like augmentation
+(:mod:`maskwatch.convert.augment`); class-tempered sampling for the rare
 ``mask_weared_incorrect`` class, optionally topped up with synthesized
 examples; phase 1 trains the head on a frozen ImageNet backbone, phase 2 the
 top of the backbone; both stop early on validation macro F1 and keep the best
 weights. Each data set's val macro F1 is logged too. Phase 3 fine-tunes a copy
-with simulated int8 (:mod:`convert.qat`), which the TFLite int8 file comes from.
+with simulated int8 (:mod:`maskwatch.convert.qat`), which the TFLite int8 file comes from.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ConfigError, InputError
-from edge.labels import CLASSES
-from edge.metrics import confusion, per_class
-from edge.splits import FOLDS
+from maskwatch.edge.errors import ConfigError, InputError
+from maskwatch.edge.labels import CLASSES
+from maskwatch.edge.metrics import confusion, per_class
+from maskwatch.edge.splits import FOLDS
 
 from .augment import augment
 from .face_data import FaceReport, FaceSample, crop_batch, load_crop_folders, load_voc_detector_faces, load_voc_faces
@@ -32,7 +32,7 @@ BACKBONES = ("mobilenetv2", "xception")
 DETECTOR_FOR_CROPS = "retinaface_mnv2_640_int8.tflite"
 #: First layer trained in phase 2, per backbone: the top blocks only.
 FINETUNE_FROM = {"mobilenetv2": "block_8_expand", "xception": "block13_sepconv1"}
-#: Epochs of phase 3 (quantization-aware, :mod:`convert.qat`) per backbone that has it. Not xception:
+#: Epochs of phase 3 (quantization-aware, :mod:`maskwatch.convert.qat`) per backbone that has it. Not xception:
 #: tensorflow-model-optimization 0.8 stalls (minutes, no end) preparing its separable convolutions.
 QAT_EPOCHS = {"mobilenetv2": 2}
 #: What phase 3 can learn: the float model's probabilities (self-distillation) or the labels.
@@ -67,7 +67,7 @@ class TrainConfig:
     #: within a class, each data set's draws ~ its count**power (1: in proportion, 0: data sets equal)
     source_power: float = 1.0
     seed: int = 0
-    #: the fold held out for validation (edge.splits.fold_of); 0 is the project's val split, 1-4 cross-validate
+    #: the fold held out for validation (maskwatch.edge.splits.fold_of); 0 is the project's val split, 1-4 cross-validate
     val_fold: int = 0
     limit: int | None = None  #: cap per class and split (for quick runs and tests)
     #: phase 3: epochs of quantization-aware fine-tuning for the int8 file (0: post-training int8 only;
@@ -99,8 +99,8 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         finetune_start(config, build_model(config)[1])
     detector = None
     if config.voc and config.voc_boxes == "detector":
-        from edge.detector import FaceDetector
-        from edge.postprocess import PostprocessSettings
+        from maskwatch.edge.detector import FaceDetector
+        from maskwatch.edge.postprocess import PostprocessSettings
 
         detector = FaceDetector(DETECTOR_FOR_CROPS, settings=PostprocessSettings(score_threshold=0.3))
     for root in config.voc:
@@ -313,7 +313,7 @@ def train(config: TrainConfig, samples: list[FaceSample]):
 
 def train_quantization_aware(config: TrainConfig, samples: list[FaceSample], model, history: list | None = None):
     """Phase 3: a quantization-aware copy of the trained ``model`` fine-tuned on the same batches
-    toward ``config.qat_target`` (:func:`convert.qat.fine_tune`); None when ``config.qat_epochs`` is 0.
+    toward ``config.qat_target`` (:func:`maskwatch.convert.qat.fine_tune`); None when ``config.qat_epochs`` is 0.
     Its epochs join ``history``."""
     epochs = qat_epochs(config)
     if epochs <= 0:

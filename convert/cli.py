@@ -5,7 +5,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from edge.errors import RuntimeUnavailable
+from maskwatch.edge.errors import RuntimeUnavailable
 
 #: Defaults of options whose explicit use is checked against the format table.
 _FORMAT_OPTIONS = {"sizes": None, "calib": None, "calib_count": 100, "calib_split": "train", "opset": 17, "per_channel": True}
@@ -32,10 +32,13 @@ def _count_or_auto(text: str) -> int | None:
     return int(text)
 
 
-def add_commands(subparsers, models_dir_default: str) -> None:
+def configure(convert: argparse.ArgumentParser) -> None:
+    """The ``maskwatch convert`` parser and its subcommands."""
+    from maskwatch.edge.manifest import default_models_dir
+
     from .classifier_train import QAT_TARGETS, SYNTH_WITHOUT_REAL, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
 
-    convert = subparsers.add_parser("convert", help="turn trained models into TFLite and ONNX files (needs maskwatch[convert])")
+    models_dir_default = str(default_models_dir())
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
 
     rf = commands.add_parser("retinaface", help="the RetinaFace frozen graph to TFLite/ONNX detectors",
@@ -176,3 +179,4 @@ def _train_classifier(args: argparse.Namespace) -> int:
     for name in names:
         print(args.out / name)
     return 0
+

@@ -28,7 +28,7 @@ Two sources, each returning ``(samples, report)``:
   ``unreadable_image``, so no undecodable sample ever reaches training.
 
 Every sample records its source image and that image's side of
-:func:`edge.splits.split_of` (``val``: fold ``val_fold``, 0 unless cross-validating), so all
+:func:`maskwatch.edge.splits.split_of` (``val``: fold ``val_fold``, 0 unless cross-validating), so all
 faces of one scene, and byte-identical duplicates, fall on the same side. Pixels are RGB ``uint8``; with ``size`` given every
 crop is stretched to ``size x size`` (this bounds memory: 4,000 crops at 128 px take
 about 200 MB).
@@ -43,11 +43,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.errors import ConfigError, InputError
-from edge.image import IMAGE_SUFFIXES, stretch
-from edge.scoring import find_voc_image, read_voc_objects, voc_image_names
-from edge.labels import CLASS_ALIASES, CLASSES
-from edge.splits import split_of
+from maskwatch.edge.errors import ConfigError, InputError
+from maskwatch.edge.image import IMAGE_SUFFIXES, stretch
+from maskwatch.edge.scoring import find_voc_image, read_voc_objects, voc_image_names
+from maskwatch.edge.labels import CLASS_ALIASES, CLASSES
+from maskwatch.edge.splits import split_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +60,7 @@ class FaceSample:
     split: str
     #: Crop in source pixels (x0, y0, x1, y1), end exclusive; None for a crop-folder image.
     box: tuple[int, int, int, int] | None = None
-    #: Made by :mod:`convert.synth_masks` rather than cut from a photo (never used for calibration or scoring).
+    #: Made by :mod:`maskwatch.convert.synth_masks` rather than cut from a photo (never used for calibration or scoring).
     synthetic: bool = False
     #: The data set (folder name) it came from; training draws each class's data sets by ``source_power``.
     dataset: str = ""
@@ -125,7 +125,7 @@ def read_rgb(path: Path) -> np.ndarray | None:
 
 def crop_batch(samples: list[FaceSample], size: int) -> np.ndarray:
     """The samples' pixels stretched to ``size`` x ``size`` and stacked (N, size, size, 3) uint8,
-    as the classifier sees them (:func:`edge.image.stretch`)."""
+    as the classifier sees them (:func:`maskwatch.edge.image.stretch`)."""
     return np.stack([stretch(s.pixels, size, size) for s in samples])
 
 
@@ -135,7 +135,7 @@ def _resized(pixels: np.ndarray, size: int | None) -> np.ndarray:
 
 def _parse_voc(xml: Path, images: Path) -> tuple[Path, list[tuple[str, tuple[float, ...]]]]:
     """The image path and ``(label, (xmin, ymin, xmax, ymax))`` objects of one VOC file
-    (read by :func:`edge.scoring.read_voc_objects`, whose InputError names the file)."""
+    (read by :func:`maskwatch.edge.scoring.read_voc_objects`, whose InputError names the file)."""
     raw = read_voc_objects(xml)
     found = find_voc_image(xml, raw.filename, images)
     return found or images / voc_image_names(xml, raw.filename)[0], raw.objects
@@ -239,13 +239,13 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
                             size: int | None = None, annotations=None, val_fold: int = 0,
                             ) -> tuple[list[FaceSample], FaceReport]:
     """Face crops as the runtime sees them: each annotated face's matching RetinaFace box, cut like
-    :class:`edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped), labelled
+    :class:`maskwatch.edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped), labelled
     from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
-    ``annotations`` (from :func:`edge.scoring.load_voc_folder`) limits the images used.
+    ``annotations`` (from :func:`maskwatch.edge.scoring.load_voc_folder`) limits the images used.
     """
-    from edge.image import margin_box, read_image
-    from edge.postprocess import iou
-    from edge.scoring import load_voc_folder
+    from maskwatch.edge.image import margin_box, read_image
+    from maskwatch.edge.postprocess import iou
+    from maskwatch.edge.scoring import load_voc_folder
 
     root = Path(root)
     samples, report = [], FaceReport()

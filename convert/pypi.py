@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.errors import ConversionError
+from maskwatch.edge.errors import ConversionError
 
 
 def cache_dir() -> Path:

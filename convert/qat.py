@@ -36,9 +36,9 @@ import time
 
 import numpy as np
 
-from edge.errors import ConversionError
-from edge.labels import CLASSES
-from edge.metrics import confusion, per_class
+from maskwatch.edge.errors import ConversionError
+from maskwatch.edge.labels import CLASSES
+from maskwatch.edge.metrics import confusion, per_class
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.detector import DEFAULT_DYNAMIC_SIZE
-from edge.errors import ConfigError
-from edge.image import STRIDE_MULTIPLE
-from edge.manifest import Manifest
-from edge.postprocess import AnchorConfig
+from maskwatch.edge.detector import DEFAULT_DYNAMIC_SIZE
+from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.image import STRIDE_MULTIPLE
+from maskwatch.edge.manifest import Manifest
+from maskwatch.edge.postprocess import AnchorConfig
 
 from . import retinaface_graph as rg
 from .artefacts import converter_versions, install

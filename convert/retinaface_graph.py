@@ -3,15 +3,15 @@
 The frozen graph ends in decoding and NMS, which quantize badly and tie the
 model to TensorFlow ops; we keep only the network up to
 ``RetinaFaceModel/{Bbox,Landmark,Class}Head_{0,1,2}/Reshape:0`` and do the rest
-in numpy (:mod:`edge.postprocess`).
+in numpy (:mod:`maskwatch.edge.postprocess`).
 """
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from edge.errors import ConversionError
-from edge.postprocess import AnchorConfig
+from maskwatch.edge.errors import ConversionError
+from maskwatch.edge.postprocess import AnchorConfig
 
 INPUT_TENSOR = "x:0"
 INPUT_NAME = "image"

@@ -12,7 +12,7 @@ import logging
 import zipfile
 from pathlib import Path
 
-from edge.errors import ConversionError, InputError
+from maskwatch.edge.errors import ConversionError, InputError
 
 from .pypi import download_wheel
 

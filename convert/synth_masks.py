@@ -74,7 +74,7 @@ def landmarks_for(samples, detector=None, min_side: int = 112) -> list[np.ndarra
     ``detector`` defaults to the shipped ``retinaface_mnv2_640_int8.tflite``.
     """
     if detector is None:
-        from edge.detector import FaceDetector
+        from maskwatch.edge.detector import FaceDetector
         detector = FaceDetector("retinaface_mnv2_640_int8.tflite")
     out = []
     for sample in samples:
@@ -288,7 +288,7 @@ def synthesize_incorrect(unmasked, masked, count, rng, detector=None, modes=("be
         raise ValueError(f"modes must be among {sorted(MODES)}, not {sorted(unknown) or 'none'}")
     if landmarks is None:
         if detector is None:
-            from edge.detector import FaceDetector
+            from maskwatch.edge.detector import FaceDetector
             detector = FaceDetector("retinaface_mnv2_640_int8.tflite")
         landmarks = landmarks_for(unmasked, detector), landmarks_for(masked, detector)
     t_points, d_points = landmarks

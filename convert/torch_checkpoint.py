@@ -13,7 +13,7 @@ Two layouts are read:
 The pickle is read by a restricted unpickler: only ``collections.OrderedDict``,
 ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` and the typed
 storage classes are allowed. Any other global makes :func:`load_state_dict`
-raise :class:`~edge.errors.ConversionError` naming the file, before anything
+raise :class:`~maskwatch.edge.errors.ConversionError` naming the file, before anything
 from the pickle is run.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ConversionError
+from maskwatch.edge.errors import ConversionError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.detector import FaceDetector
-from edge.errors import InputError
-from edge.image import read_image
-from edge.manifest import Manifest
-from edge.postprocess import PostprocessSettings, RetinaFaceDecoder, iou
-from edge.splits import select
+from maskwatch.edge.detector import FaceDetector
+from maskwatch.edge.errors import InputError
+from maskwatch.edge.image import read_image
+from maskwatch.edge.manifest import Manifest
+from maskwatch.edge.postprocess import PostprocessSettings, RetinaFaceDecoder, iou
+from maskwatch.edge.splits import select
 
 from . import retinaface_graph as rg
 from .calibration import image_files

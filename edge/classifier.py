@@ -2,7 +2,7 @@
 
 Example::
 
-    from edge.classifier import MaskClassifier
+    from maskwatch.edge.classifier import MaskClassifier
     classifier = MaskClassifier()                      # the shipped int8 model
     probabilities = classifier.classify_faces(frame_bgr, faces.boxes)
     labels = [classifier.labels[i] for i in probabilities.argmax(1)]
@@ -51,7 +51,7 @@ class MaskClassifier:
         return np.clip(np.round(crops_rgb / scale + zero), info.min, info.max).astype(dtype)
 
     def resize(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """Stretched to the input size as in training (:func:`edge.image.stretch`)."""
+        """Stretched to the input size as in training (:func:`maskwatch.edge.image.stretch`)."""
         return stretch(crop_rgb, self.size, self.size)
 
     def classify_crops(self, crops_rgb: list[np.ndarray]) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 Example::
 
-    from edge.detector import FaceDetector
+    from maskwatch.edge.detector import FaceDetector
     detector = FaceDetector("retinaface_mnv2_320_int8.tflite")
     faces = detector.detect(cv2.imread("street.jpg"))
     for box, score in zip(faces.boxes, faces.scores): ...
 
 Frames are OpenCV BGR; the detector letterboxes them (aspect ratio kept), feeds
-the model RGB, decodes the nine raw heads with :mod:`edge.postprocess`, and
+the model RGB, decodes the nine raw heads with :mod:`maskwatch.edge.postprocess`, and
 returns boxes, scores and five landmarks in the frame's own pixels.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Scenes (``--voc``): every image of the chosen split goes through the whole
 pipeline (detector, classifier) at a low score threshold, and
-:mod:`edge.scoring` gives AP@0.5 per class, mAP, face AP and recall, and the
+:mod:`maskwatch.edge.scoring` gives AP@0.5 per class, mAP, face AP and recall, and the
 label confusion on matched faces, over all faces and with faces under 16 px
 ignored. Crops (``--crops``): accuracy, per-class precision, recall (each with its 95 %
 Wilson interval), F1.

@@ -74,11 +74,11 @@ def sha256_of(path: str | Path) -> str:
 
 
 def default_models_dir() -> Path:
-    """The shipped models: ``MASKWATCH_MODELS``, else the installed ``edge.models``."""
+    """The shipped models: ``MASKWATCH_MODELS``, else the installed ``maskwatch.models``."""
     env = os.environ.get("MASKWATCH_MODELS")
     if env:
         return Path(env)
-    return Path(str(resources.files("edge.models")))
+    return Path(str(resources.files("maskwatch.models")))
 
 
 class Manifest:

@@ -30,7 +30,7 @@ class FrameResult:
     """What one frame produced."""
 
     index: int
-    faces: object  #: edge.detector.Faces
+    faces: object  #: maskwatch.edge.detector.Faces
     tracks: list[Track]
     state: str
     classified: int

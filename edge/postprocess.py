@@ -4,7 +4,7 @@ The detector models stop at the nine per-level heads (box, landmark and class
 for strides 8, 16 and 32). Everything after that lives here, so every runtime
 and every precision shares one decoder.
 
-Coordinates are in the model's input pixels; :mod:`edge.detector` maps them
+Coordinates are in the model's input pixels; :mod:`maskwatch.edge.detector` maps them
 back to the frame.
 """
 from __future__ import annotations

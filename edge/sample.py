@@ -19,7 +19,7 @@ SAMPLE_IMAGE = "astronaut.jpg"
 
 def sample_image() -> Path:
     """The image that ships inside the package (a public-domain NASA portrait)."""
-    return Path(str(resources.files("edge") / "assets" / SAMPLE_IMAGE))
+    return Path(str(resources.files(__package__) / "assets" / SAMPLE_IMAGE))
 
 
 class SampleClip:

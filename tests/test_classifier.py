@@ -4,13 +4,13 @@ import csv
 import numpy as np
 import pytest
 
-from edge.classifier import DEFAULT_CLASSIFIER, MaskClassifier
-from edge.cli import main
-from edge.detector import FaceDetector
-from edge.errors import ModelError
-from edge.image import expand_images, read_image
-from edge.manifest import Manifest
-from edge.splits import select
+from maskwatch.edge.classifier import DEFAULT_CLASSIFIER, MaskClassifier
+from maskwatch.edge.cli import main
+from maskwatch.edge.detector import FaceDetector
+from maskwatch.edge.errors import ModelError
+from maskwatch.edge.image import expand_images, read_image
+from maskwatch.edge.manifest import Manifest
+from maskwatch.edge.splits import select
 
 SHIPPED = sorted(e.file for e in Manifest.load().find("mask_classification") if e.format != "keras")  # keras: the float baseline
 
@@ -55,7 +55,7 @@ def test_validation_crops_are_classified_well(name, data):
 def test_crops_are_stretched_smoothly_both_ways():
     import cv2
 
-    from edge.image import stretch
+    from maskwatch.edge.image import stretch
 
     rng = np.random.default_rng(0)
     small, large = rng.integers(0, 256, (20, 30, 3), np.uint8), rng.integers(0, 256, (200, 150, 3), np.uint8)
@@ -72,9 +72,9 @@ def test_small_street_faces_are_classified_well(name, data):
     """Faces of 16-67 px from the val side of the street scenes, enlarged to the input as the runtime
     does: most unmasked ones must be called unmasked (enlarging them blocky, as OpenCV's INTER_AREA
     does, halves that: the crops in training are smooth)."""
-    from edge.image import crop_with_margin
-    from edge.scoring import load_voc_folder
-    from edge.splits import split_of
+    from maskwatch.edge.image import crop_with_margin
+    from maskwatch.edge.scoring import load_voc_folder
+    from maskwatch.edge.splits import split_of
 
     root = data / "andrewmvd"
     classifier = MaskClassifier(name)

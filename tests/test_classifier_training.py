@@ -6,12 +6,12 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
 
-from convert.classifier_export import agreement, export, keras_probabilities  # noqa: E402
-from convert.classifier_train import TrainConfig, load_samples, train, train_quantization_aware  # noqa: E402
-from convert.face_data import CLASSES, crop_batch  # noqa: E402
-from edge.classifier import MaskClassifier  # noqa: E402
-from edge.errors import ConfigError, ConversionError, InputError  # noqa: E402
-from edge.manifest import Manifest  # noqa: E402
+from maskwatch.convert.classifier_export import agreement, export, keras_probabilities  # noqa: E402
+from maskwatch.convert.classifier_train import TrainConfig, load_samples, train, train_quantization_aware  # noqa: E402
+from maskwatch.convert.face_data import CLASSES, crop_batch  # noqa: E402
+from maskwatch.edge.classifier import MaskClassifier  # noqa: E402
+from maskwatch.edge.errors import ConfigError, ConversionError, InputError  # noqa: E402
+from maskwatch.edge.manifest import Manifest  # noqa: E402
 
 FILES = ("mask_mnv2_64_fp32.tflite", "mask_mnv2_64_int8.tflite", "mask_mnv2_64_fp32.onnx")
 
@@ -80,7 +80,7 @@ def test_export_parity_keras_tflite_onnx(small_run):
 
 
 def test_quantization_aware_copy_starts_from_the_trained_weights(small_run):
-    from convert.qat import tf_keras_twin
+    from maskwatch.convert.qat import tf_keras_twin
 
     config, samples, model, _, _, _, aware = small_run
     batch = crop_batch([s for s in samples if s.split == "val"][:32], config.input_size).astype(np.float32)
@@ -90,7 +90,7 @@ def test_quantization_aware_copy_starts_from_the_trained_weights(small_run):
 
 
 def test_phase_3_keeps_the_state_that_agrees_best_with_the_float_model(small_run):
-    from convert.qat import tf_keras_twin
+    from maskwatch.convert.qat import tf_keras_twin
 
     config, samples, model, history, _, _, aware = small_run
     x = crop_batch([s for s in samples if s.split == "val"], config.input_size).astype(np.float32)
@@ -105,7 +105,7 @@ def test_phase_3_keeps_the_state_that_agrees_best_with_the_float_model(small_run
 def test_activation_ranges_are_set_from_the_batches(small_run):
     import tf_keras
 
-    from convert.qat import ACTIVATION_RANGES, quantization_aware, set_activation_ranges, tf_keras_twin
+    from maskwatch.convert.qat import ACTIVATION_RANGES, quantization_aware, set_activation_ranges, tf_keras_twin
 
     config, samples, model, _, _, _, _ = small_run
     crops = crop_batch([s for s in samples if s.split == "train"][:64], config.input_size).astype(np.float32)
@@ -134,7 +134,7 @@ def test_qat_epochs_are_checked_before_training(data):
         load_samples(TrainConfig(crops=crops, qat_epochs=-1))
     with pytest.raises(ConfigError, match="--qat-epochs 2: quantization-aware training is for mobilenetv2 only"):
         load_samples(TrainConfig(crops=crops, backbone="xception", qat_epochs=2))
-    from convert.classifier_train import qat_epochs
+    from maskwatch.convert.classifier_train import qat_epochs
 
     assert qat_epochs(TrainConfig()) == 2 and qat_epochs(TrainConfig(backbone="xception")) == 0
 
@@ -156,7 +156,7 @@ def test_training_needs_data(tmp_path):
 
 
 def test_synthetic_incorrect_masks_join_the_train_side_only(data):
-    from convert.classifier_train import add_synthetic_incorrect
+    from maskwatch.convert.classifier_train import add_synthetic_incorrect
 
     config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], limit=30, synth_incorrect=6)
     samples, _ = load_samples(config)
@@ -167,7 +167,7 @@ def test_synthetic_incorrect_masks_join_the_train_side_only(data):
 
 
 def test_synth_incorrect_auto_synthesizes_only_without_real_incorrect_masks(data):
-    from convert.classifier_train import SYNTH_WITHOUT_REAL, synth_count
+    from maskwatch.convert.classifier_train import SYNTH_WITHOUT_REAL, synth_count
 
     config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], limit=30)
     samples, _ = load_samples(config)
@@ -182,9 +182,9 @@ def test_synth_incorrect_auto_synthesizes_only_without_real_incorrect_masks(data
 
 
 def test_synth_incorrect_option_takes_a_count_or_auto(capsys):
-    from edge.cli import build_parser
+    from maskwatch.edge.cli import build_parser
 
-    parser = build_parser()
+    parser = build_parser(["convert"])
     parse = lambda *extra: parser.parse_args(["convert", "train-classifier", "--crops", ".", *extra]).synth_incorrect
     assert parse() is None and parse("--synth-incorrect", "auto") is None and parse("--synth-incorrect", "0") == 0
     for bad in ("many", "-5"):
@@ -194,7 +194,7 @@ def test_synth_incorrect_option_takes_a_count_or_auto(capsys):
 
 
 def test_xception_is_the_seed_papers_head():
-    from convert.classifier_train import build_model
+    from maskwatch.convert.classifier_train import build_model
 
     model, _ = build_model(TrainConfig(backbone="xception", input_size=71))
     assert model.output_shape == (None, 3)
@@ -206,8 +206,8 @@ def test_xception_is_the_seed_papers_head():
 
 
 def test_synthetic_share_sets_how_often_synthesized_crops_are_drawn():
-    from convert.classifier_train import _Batches
-    from convert.face_data import FaceSample
+    from maskwatch.convert.classifier_train import _Batches
+    from maskwatch.convert.face_data import FaceSample
 
     def crop(label, synthetic=False, dataset="street"):
         return FaceSample(pixels=np.zeros((8, 8, 3), np.uint8), label=label, source="x.png", split="train",
@@ -225,8 +225,8 @@ def test_synthetic_share_sets_how_often_synthesized_crops_are_drawn():
 
 
 def test_source_power_evens_out_data_sets_inside_a_class():
-    from convert.classifier_train import draw_weights
-    from convert.face_data import FaceSample
+    from maskwatch.convert.classifier_train import draw_weights
+    from maskwatch.convert.face_data import FaceSample
 
     def crops(label, dataset, n):
         return [FaceSample(np.zeros((8, 8, 3), np.uint8), label, "x.png", "train", dataset=dataset)] * n
@@ -243,7 +243,7 @@ def test_source_power_evens_out_data_sets_inside_a_class():
 
 
 def test_model_card_table_gives_intervals_and_agreement(small_run):
-    from convert.classifier_export import figures_markdown
+    from maskwatch.convert.classifier_export import figures_markdown
 
     out = small_run[4]
     figures = Manifest.load(out).entries["mask_mnv2_64_int8.tflite"].metrics
@@ -255,7 +255,7 @@ def test_model_card_table_gives_intervals_and_agreement(small_run):
 
 
 def test_val_fold_holds_out_another_fifth_of_the_source_images(data):
-    from edge.splits import FOLDS, fold_of
+    from maskwatch.edge.splits import FOLDS, fold_of
 
     config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], val_fold=3)
     samples, report = load_samples(config)
@@ -272,7 +272,7 @@ def test_finetune_from_names_a_backbone_layer_or_fails_before_training(data):
     config = TrainConfig(crops=[data / "crops" / "chandrikadeb7"], finetune_from="block_99_expand")
     with pytest.raises(ConfigError, match="--finetune-from 'block_99_expand'.*default is block_8_expand"):
         load_samples(config)
-    from convert.classifier_train import build_model, finetune_start
+    from maskwatch.convert.classifier_train import build_model, finetune_start
 
     config = TrainConfig(finetune_from="block_13_expand")
     base = build_model(config)[1]
@@ -283,7 +283,7 @@ def test_finetune_from_names_a_backbone_layer_or_fails_before_training(data):
 def test_train_classifier_without_the_qat_toolchain_stops_before_training(data, tmp_path, monkeypatch, capsys):
     import sys
 
-    from edge.cli import main
+    from maskwatch.edge.cli import main
 
     monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)  # as if not installed
     argv = ["convert", "train-classifier", "--crops", str(data / "crops" / "chandrikadeb7"), "--out", str(tmp_path)]
@@ -297,7 +297,7 @@ def test_train_classifier_without_the_qat_toolchain_stops_before_training(data, 
 def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypatch):
     import sys
 
-    from edge.cli import main
+    from maskwatch.edge.cli import main
 
     monkeypatch.setitem(sys.modules, "tensorflow_model_optimization", None)  # not needed, so not asked for
     argv = ["convert", "train-classifier", "--crops", str(data / "crops" / "chandrikadeb7"), "--out", str(tmp_path),
@@ -307,7 +307,7 @@ def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypat
     entry = Manifest.load(tmp_path).entries["mask_mnv2_64_fp32.tflite"]
     assert [h["phase"] for h in entry.source["training"]["history"]] == ["head", "finetune"]
     # --synth-incorrect auto: web crops alone have no incorrectly worn face, so some were made; the number is recorded
-    from convert.classifier_train import SYNTH_WITHOUT_REAL
+    from maskwatch.convert.classifier_train import SYNTH_WITHOUT_REAL
 
     assert entry.source["training"]["config"]["synth_incorrect"] == str(SYNTH_WITHOUT_REAL)
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["mask_mnv2_64_fp32.tflite"]

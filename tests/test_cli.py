@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from edge.cli import main
+from maskwatch.edge.cli import main
 
 
 def test_detect_default_runs_on_the_shipped_sample(tmp_path, capsys):
@@ -14,7 +14,7 @@ def test_detect_default_runs_on_the_shipped_sample(tmp_path, capsys):
 
 
 def test_runtime_never_imports_tensorflow(tmp_path):
-    code = ("import sys; from edge.cli import main; main(['detect', '--out', %r]);"
+    code = ("import sys; from maskwatch.edge.cli import main; main(['detect', '--out', %r]);"
             "bad = [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules];"
             "sys.exit(f'imported {bad}' if bad else 0)") % str(tmp_path)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -39,3 +39,25 @@ def test_a_broken_image_among_many_is_skipped_by_name(tmp_path, sample_image, ca
     assert (tmp_path / "out" / "astronaut.faces.jpg").is_file()
     assert f"{broken}: not a readable image (skipped)" in caplog.text
     assert "1 of 2 image files skipped" in caplog.text
+
+
+TOOLCHAIN_CHECK = ("import sys\nfrom maskwatch.edge.cli import main\ntry:\n    code = main(%r)\nexcept SystemExit as exc:\n"
+                   "    code = exc.code\nbad = sorted(m for m in sys.modules if m.startswith(('maskwatch.convert', "
+                   "'maskwatch.benchmarks')) or m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+                   "sys.exit(f'imported {bad}' if bad else code)")
+
+
+def test_help_and_run_import_no_toolchain(tmp_path):
+    """A device's `maskwatch --help` and `maskwatch run` import neither maskwatch.convert nor TensorFlow."""
+    for argv in (["--help"], ["run", "--help"], ["run", "--gpio", "mock", "--max-frames", "2"], ["doctor", "--help"]):
+        done = subprocess.run([sys.executable, "-c", TOOLCHAIN_CHECK % (argv,)], capture_output=True, text=True,
+                              cwd=tmp_path)
+        assert done.returncode == 0, (argv, done.stdout[-300:], done.stderr[-500:])
+
+
+def test_verbose_works_before_and_after_the_subcommand():
+    from maskwatch.edge.cli import build_parser
+
+    for argv in (["-v", "doctor"], ["doctor", "-v"]):
+        assert build_parser(argv).parse_args(argv).verbose is True
+    assert build_parser(["doctor"]).parse_args(["doctor"]).verbose is False

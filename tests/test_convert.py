@@ -3,13 +3,13 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
 
-from convert import verify  # noqa: E402
-from convert.retinaface import ConvertRequest, run  # noqa: E402
-from edge.cli import main  # noqa: E402
-from edge.detector import FaceDetector  # noqa: E402
-from edge.errors import ConfigError, ConversionError, InputError  # noqa: E402
-from edge.image import read_image  # noqa: E402
-from edge.manifest import Manifest, sha256_of  # noqa: E402
+from maskwatch.convert import verify  # noqa: E402
+from maskwatch.convert.retinaface import ConvertRequest, run  # noqa: E402
+from maskwatch.edge.cli import main  # noqa: E402
+from maskwatch.edge.detector import FaceDetector  # noqa: E402
+from maskwatch.edge.errors import ConfigError, ConversionError, InputError  # noqa: E402
+from maskwatch.edge.image import read_image  # noqa: E402
+from maskwatch.edge.manifest import Manifest, sha256_of  # noqa: E402
 
 ALL = {"retinaface_mnv2_160_fp32.tflite", "retinaface_mnv2_160_int8.tflite",
        "retinaface_mnv2_fp32.onnx", "retinaface_mnv2_int8.onnx"}

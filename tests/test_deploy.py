@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.deploy import DeployError, add_commands
-from edge.deploy import service
-from edge.deploy.bundle import DEFAULT_CONFIG, TARGETS, build_bundle
-from edge.deploy.watchdog import Watchdog, notify, notify_address, watchdog_period
+from maskwatch.edge.deploy import DeployError
+from maskwatch.edge.deploy import service
+from maskwatch.edge.deploy.bundle import DEFAULT_CONFIG, TARGETS, build_bundle
+from maskwatch.edge.deploy.watchdog import Watchdog, notify, notify_address, watchdog_period
 
 TARGET = "linux-x86_64-py311"
 TIMINGS: dict[str, float] = {}
@@ -133,8 +133,8 @@ def test_a_missing_camera_keeps_the_watchdog_fed_and_sigterm_still_stops_the_run
     import signal
     import threading
 
-    from edge.app import run
-    from edge.config import load_config
+    from maskwatch.edge.app import run
+    from maskwatch.edge.config import load_config
 
     path, sock = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
@@ -229,9 +229,10 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="maskwatch")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    """The bundle and service commands as ``maskwatch`` parses them, errors left to raise."""
+    from maskwatch.edge.cli import build_parser
+
+    args = build_parser(argv).parse_args(argv)
     return args.handler(args)
 
 
@@ -265,7 +266,7 @@ def test_service_without_systemctl_is_one_line_error(tmp_path, monkeypatch):
 
 
 def test_cli_registers_bundle_and_service():
-    from edge.cli import build_parser
+    from maskwatch.edge.cli import build_parser
 
     parser = build_parser()
     choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
@@ -275,7 +276,7 @@ def test_cli_registers_bundle_and_service():
 # ---------------------------------------------------------------- bundle: no network
 
 def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
-    from edge.config import load_config
+    from maskwatch.edge.config import load_config
 
     path = tmp_path / "maskwatch.toml"
     path.write_text(DEFAULT_CONFIG)
@@ -374,7 +375,7 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     timed("install.sh", started)
     assert done.returncode == 0, done.stdout + done.stderr
     prefix = tmp_path / "prefix"
-    installed = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", "import edge; print(edge.__file__)"],
+    installed = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", "import maskwatch.edge; print(maskwatch.edge.__file__)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
     assert installed.startswith(str(prefix / "venv")), installed   # the wheel, not this checkout
     assert sorted(p.name for p in (prefix / "models").iterdir()) == [

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.detector import FaceDetector
-from edge.errors import ConfigError, InputError, ModelError, ModelHashMismatch
-from edge.image import read_image
-from edge.manifest import Manifest, default_models_dir
+from maskwatch.edge.detector import FaceDetector
+from maskwatch.edge.errors import ConfigError, InputError, ModelError, ModelHashMismatch
+from maskwatch.edge.image import read_image
+from maskwatch.edge.manifest import Manifest, default_models_dir
 
 SHIPPED = sorted(e.file for e in Manifest.load().find("face_detection"))
 #: Where the astronaut's face is in the 512x512 sample (checked by eye on the annotated picture).
@@ -121,7 +121,7 @@ def test_wrong_backend_for_file_is_refused():
 
 
 def test_missing_delegate_or_provider_is_a_clear_error():
-    from edge.errors import RuntimeUnavailable
+    from maskwatch.edge.errors import RuntimeUnavailable
 
     with pytest.raises(RuntimeUnavailable, match="edgetpu: cannot load libedgetpu.so.1"):
         FaceDetector("retinaface_mnv2_320_int8.tflite", delegate="edgetpu")

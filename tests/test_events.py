@@ -1,4 +1,4 @@
-"""edge.events: JSON Lines rotation, the privacy rule, summaries, and MQTT against a real Mosquitto broker.
+"""maskwatch.edge.events: JSON Lines rotation, the privacy rule, summaries, and MQTT against a real Mosquitto broker.
 
 The broker comes from MASKWATCH_TEST_MQTT=host:port when set, else ``.ci/mosquitto.sh`` starts one on a
 free port of 127.0.0.1 for this module (installing Mosquitto with apt-get when missing) and stops it after.
@@ -21,8 +21,8 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import REPO, free_port, next_message, start_broker, stop_broker
-from edge.errors import ConfigError
-from edge.events import (BrokerUnavailable, EventError, Fanout, JsonlConfig, JsonlSink, MqttConfig,
+from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.events import (BrokerUnavailable, EventError, Fanout, JsonlConfig, JsonlSink, MqttConfig,
                          MqttSink, SinkClosed, SummaryCounter, open_sinks, status_event, track_event)
 
 class Subscriber:
@@ -149,7 +149,7 @@ def test_mqtt_topics_discovery_order_and_clean_close(broker, device_id, subscrib
 
 SINK_THEN_WAIT = """
 import sys, time
-from edge.events import MqttConfig, MqttSink
+from maskwatch.edge.events import MqttConfig, MqttSink
 sink = MqttSink(MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), required=True), device_id=sys.argv[3])
 print("connected", sink.connected, flush=True)
 time.sleep(60)

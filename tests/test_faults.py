@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import REPO, free_port, start_broker, stop_broker
-from edge.events import MqttConfig, MqttSink, Spool, SpoolError, track_event
+from maskwatch.edge.events import MqttConfig, MqttSink, Spool, SpoolError, track_event
 
 class Collector:
     """A real paho subscriber on one device's events topic; records track ids in arrival order."""
@@ -238,12 +238,12 @@ def test_spool_bytes_bound_and_segments_are_reclaimed(tmp_path):
 
 CHILD = textwrap.dedent("""
     import os, sys, time
-    from edge.events import MqttConfig, MqttSink, track_event
+    from maskwatch.edge.events import MqttConfig, MqttSink, track_event
     spool_dir, port, device, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, spool_dir=spool_dir, discovery=False), device_id=device)
     if mode == "sigterm":
         import signal
-        signal.signal(signal.SIGTERM, lambda *a: (sink.close(), sys.exit(0)))  # as edge.app.run: close the sinks
+        signal.signal(signal.SIGTERM, lambda *a: (sink.close(), sys.exit(0)))  # as maskwatch.edge.app.run: close the sinks
     n = 0
     while True:
         sink.publish(track_event("new", n, "with_mask", 0.9, device_id=device))

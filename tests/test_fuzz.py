@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from edge.config import Config, load_config
-from edge.errors import ConfigError, InputError
-from edge.image import read_image, to_bgr8
-from edge.scoring import CLASSES, read_voc_annotations
+from maskwatch.edge.config import Config, load_config
+from maskwatch.edge.errors import ConfigError, InputError
+from maskwatch.edge.image import read_image, to_bgr8
+from maskwatch.edge.scoring import CLASSES, read_voc_annotations
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -242,7 +242,7 @@ def test_read_image_8000x6000_16bit_grey_stays_within_memory(tmp_path):
     path.write_bytes(encoded(image, ".png"))
     del image
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so the child would report pytest's own peak.
-    code = ("import sys; from edge.image import read_image; img = read_image(sys.argv[1]); "
+    code = ("import sys; from maskwatch.edge.image import read_image; img = read_image(sys.argv[1]); "
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]; "
             "print(img.shape, img.dtype, img.max(), hwm)")
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
@@ -346,8 +346,8 @@ def test_voc_missing_file_is_an_input_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def detector():
-    from edge.detector import FaceDetector
-    from edge.errors import ModelError, RuntimeUnavailable
+    from maskwatch.edge.detector import FaceDetector
+    from maskwatch.edge.errors import ModelError, RuntimeUnavailable
 
     try:
         return FaceDetector("retinaface_mnv2_320_int8.tflite")

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("tflite_runtime", reason="tflite-runtime is not installed in this environment")
 
-from edge.detector import FaceDetector  # noqa: E402
-from edge.image import read_image  # noqa: E402
-from edge.runtimes.litert import interpreter_module  # noqa: E402
+from maskwatch.edge.detector import FaceDetector  # noqa: E402
+from maskwatch.edge.image import read_image  # noqa: E402
+from maskwatch.edge.runtimes.litert import interpreter_module  # noqa: E402
 
 
 def test_falls_back_to_tflite_runtime_when_litert_is_absent():

@@ -1,7 +1,7 @@
 """Classification figures: confusion matrix, per-class figures and their 95 % intervals."""
 import pytest
 
-from edge.metrics import class_table, confusion, per_class, wilson_interval
+from maskwatch.edge.metrics import class_table, confusion, per_class, wilson_interval
 
 
 @pytest.mark.parametrize("hits, trials, low, high", [

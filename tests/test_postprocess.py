@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edge.postprocess import (DETECTION_COLUMNS, AnchorConfig, PostprocessSettings, RetinaFaceDecoder, anchors,
+from maskwatch.edge.postprocess import (DETECTION_COLUMNS, AnchorConfig, PostprocessSettings, RetinaFaceDecoder, anchors,
                               decode_boxes, decode_landmarks, nms, softmax_face_score)
 
 

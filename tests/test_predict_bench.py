@@ -4,8 +4,8 @@ import json
 import cv2
 import pytest
 
-from benchmarks.bench import STAGES, VARIANTS
-from edge.cli import main
+from maskwatch.benchmarks.bench import STAGES, VARIANTS
+from maskwatch.edge.cli import main
 
 LABELS = {"with_mask", "without_mask", "mask_weared_incorrect"}
 
@@ -123,7 +123,7 @@ def test_bench_baseline_beside_the_converted_pipeline(tmp_path):
 
 
 def test_soak_records_memory_and_descriptors():
-    from benchmarks.soak import markdown, soak
+    from maskwatch.benchmarks.soak import markdown, soak
 
     result = soak(frames=400, every=100)
     assert [s["frame"] for s in result["samples"]] == [0, 100, 200, 300, 399]

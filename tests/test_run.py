@@ -8,9 +8,9 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from edge.app import build_pipeline, build_source, run
-from edge.cli import main
-from edge.config import load_config
+from maskwatch.edge.app import build_pipeline, build_source, run
+from maskwatch.edge.cli import main
+from maskwatch.edge.config import load_config
 
 #: Frames within which an unmasked person must sound the buzzer (K-of-N voting, reclassify cadence).
 ALERT_WITHIN = 30
@@ -84,7 +84,7 @@ def test_wrong_config_key_is_rejected_by_name(tmp_path, capsys):
 def test_sigterm_switches_everything_off_and_exits_0(data, tmp_path):
     clip = data / "videos" / "Gituatu_face-mask-detection__nomask.mp4"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--source", str(clip), "--gpio", "mock",
+    process = subprocess.Popen([sys.executable, "-m", "maskwatch.edge.cli", "run", "--source", str(clip), "--gpio", "mock",
                                 "--print-events"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -27,10 +27,10 @@ import numpy as np
 import pytest
 
 from conftest import free_port, next_message
-from edge.errors import ConfigError
-from edge.events import BrokerUnavailable, MqttConfig, MqttSink, track_event
-from edge.preview import MjpegPreview
-from edge.sources import Frame
+from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.events import BrokerUnavailable, MqttConfig, MqttSink, track_event
+from maskwatch.edge.preview import MjpegPreview
+from maskwatch.edge.sources import Frame
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed")
 

@@ -1,4 +1,4 @@
-"""edge.signal on gpiozero's own MockFactory: whole pin histories, timing rules, wiring, errors."""
+"""maskwatch.edge.signal on gpiozero's own MockFactory: whole pin histories, timing rules, wiring, errors."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +9,9 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from edge.errors import ConfigError, RuntimeUnavailable
-from edge.signal import Indicator, IndicatorClosed, SignalConfig, UnknownSignalState
-from edge.signal.backends import backend_class
+from maskwatch.edge.errors import ConfigError, RuntimeUnavailable
+from maskwatch.edge.signal import Indicator, IndicatorClosed, SignalConfig, UnknownSignalState
+from maskwatch.edge.signal.backends import backend_class
 
 PINS = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
 HAS_JETSON = importlib.util.find_spec("Jetson") is not None
@@ -150,7 +150,7 @@ def test_close_leaves_every_pin_off_and_is_idempotent(factory):
 
 
 def test_mock_backend_logs_pin_history(caplog):
-    caplog.set_level(logging.INFO, logger="edge.signal")
+    caplog.set_level(logging.INFO, logger="maskwatch.edge.signal")
     with Indicator({"backend": "mock", "red_pin": 5, "min_on_s": 0}) as ind:
         ind.set_state("unmasked", now=0)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mock pin")]
@@ -175,7 +175,7 @@ def test_auto_uses_an_injected_factory(factory):
 @pytest.mark.skipif(HAS_JETSON, reason="Jetson.GPIO is installed here")
 def test_auto_falls_back_to_none_and_says_so(default_factory, caplog):
     default_factory.setenv("GPIOZERO_PIN_FACTORY", "no-such-factory")
-    caplog.set_level(logging.INFO, logger="edge.signal")
+    caplog.set_level(logging.INFO, logger="maskwatch.edge.signal")
     with Indicator({"red_pin": 17, "buzzer_pin": 22}) as ind:
         assert ind.backend == "none" and ind.devices == {}
         assert ind.set_state("unmasked", now=0) == "unmasked"  # state and timing still kept

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ConfigError, RuntimeUnavailable
-from edge.sources import (Frame, Reconnecting, Source, SourceError, SourceLost, Threaded, open_source, source_kind,
+from maskwatch.edge.errors import ConfigError, RuntimeUnavailable
+from maskwatch.edge.sources import (Frame, Reconnecting, Source, SourceError, SourceLost, Threaded, open_source, source_kind,
                           with_reconnect)
-from edge.sources.images import ImageList
-from edge.sources.opencv import Camera, OpenCVSource, Stream, VideoFile
+from maskwatch.edge.sources.images import ImageList
+from maskwatch.edge.sources.opencv import Camera, OpenCVSource, Stream, VideoFile
 
 #: the smallest clip: 388x218, 234 frames at 25 fps
 CLIP = "916241958_opencv_mask_detection__mask.mp4"

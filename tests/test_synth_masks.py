@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.face_data import FaceSample, read_rgb
-from convert.synth_masks import INCORRECT, landmarks_for, synthesize_incorrect
-from edge.splits import split_of
+from maskwatch.convert.face_data import FaceSample, read_rgb
+from maskwatch.convert.synth_masks import INCORRECT, landmarks_for, synthesize_incorrect
+from maskwatch.edge.splits import split_of
 
 
 def _train_faces(folder: Path, count: int) -> list[FaceSample]:
@@ -29,7 +29,7 @@ def faces(data):
     root = data / "crops" / "chandrikadeb7"
     if not root.is_dir():
         pytest.skip(f"{root} absent: the chandrikadeb7 crops are needed")
-    from edge.detector import FaceDetector
+    from maskwatch.edge.detector import FaceDetector
 
     unmasked, masked = _train_faces(root / "without_mask", 8), _train_faces(root / "with_mask", 12)
     detector = FaceDetector("retinaface_mnv2_640_int8.tflite")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.tracker import Tracker, TrackerConfig
+from maskwatch.edge.tracker import Tracker, TrackerConfig
 
 
 def boxes(*rows):

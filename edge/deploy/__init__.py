@@ -13,11 +13,3 @@ from ..errors import MaskwatchError
 
 class DeployError(MaskwatchError, RuntimeError):
     """A bundle or service step failed: pip, systemctl, a missing file. One line, naming the step."""
-
-
-def add_commands(sub) -> None:
-    """Register ``bundle`` and ``service`` on the ``maskwatch`` subcommand parser."""
-    from . import bundle, service
-
-    bundle.add_parser(sub)
-    service.add_parser(sub)

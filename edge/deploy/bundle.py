@@ -13,7 +13,7 @@ Layout of ``maskwatch-<version>-<target>.tar.gz`` (one top folder of that name):
     config/maskwatch.toml the config given, or a commented default
     systemd/maskwatch.service  the unit for the default layout (install.sh rewrites its paths)
 
-Models: the maskwatch wheel already holds every shipped model (package ``edge.models``), but the
+Models: the maskwatch wheel already holds every shipped model (package ``maskwatch.models``), but the
 bundle also ships the chosen models separately; install.sh puts them in ``<prefix>/models`` and the
 unit sets ``MASKWATCH_MODELS`` there. So the models a pole runs are exactly the bundle's (a
 different detector, or a retrained classifier, is a new bundle, not a new wheel), checked twice:
@@ -113,7 +113,7 @@ def _step(name: str, started: float, timings: dict) -> float:
 
 def source_tree() -> Path:
     """The maskwatch checkout this package runs from (its wheel is built from it)."""
-    import edge
+    import maskwatch.edge as edge
 
     root = Path(edge.__file__).resolve().parents[1]
     pyproject = root / "pyproject.toml"
@@ -258,10 +258,9 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
     return archive
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    bundle = sub.add_parser("bundle", help="build one offline-installable archive for a device",
-                            description="Wheels for the device, models with their manifest, config, systemd unit and "
-                                        "install.sh (no network needed on the device; sha256 checked), in one tar.gz.")
+def configure(bundle: argparse.ArgumentParser) -> None:
+    bundle.description = ("Wheels for the device, models with their manifest, config, systemd unit and "
+                          "install.sh (no network needed on the device; sha256 checked), in one tar.gz.")
     bundle.add_argument("--target", required=True, choices=list(TARGETS), help="device platform and Python")
     bundle.add_argument("--out", type=Path, required=True, help="folder for the archive")
     bundle.add_argument("--config", type=Path, default=None, help="config for the device (default: a commented default)")
@@ -269,7 +268,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help="model files from the manifest (default: the config's detector and classifier)")
     bundle.add_argument("--source", type=Path, default=None, help="maskwatch source tree (default: the one running)")
     bundle.set_defaults(handler=_bundle)
-    return bundle
 
 
 def _bundle(args: argparse.Namespace) -> int:

@@ -203,10 +203,9 @@ def default_exec_path() -> Path:
     return Path(found) if found else beside
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    service = sub.add_parser("service", help="install, remove or show the systemd service that runs maskwatch on boot",
-                             description="The systemd unit: runs `maskwatch run --config PATH` on boot as an "
-                                         "unprivileged user, with a watchdog and restart on failure.")
+def configure(service: argparse.ArgumentParser) -> None:
+    service.description = ("The systemd unit: runs `maskwatch run --config PATH` on boot as an "
+                          "unprivileged user, with a watchdog and restart on failure.")
     service.add_argument("action", choices=["install", "uninstall", "status"])
     service.add_argument("--user", default=USER, help="account the service runs as (default: %(default)s)")
     service.add_argument("--config", type=Path, default=CONFIG, help="config file the service reads (default: %(default)s)")
@@ -223,7 +222,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     service.add_argument("--dry-run", action="store_true", help="print the unit and the systemctl commands; change nothing")
     service.add_argument("--no-start", action="store_true", help="write or remove the unit only; run no systemctl command")
     service.set_defaults(handler=main_args)
-    return service
 
 
 def main_args(args: argparse.Namespace) -> int:

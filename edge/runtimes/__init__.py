@@ -17,8 +17,8 @@ from ..errors import ConfigError, ModelError
 
 #: backend name -> (module, class, model file suffixes it runs)
 BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "litert": ("edge.runtimes.litert", "LiteRTRuntime", (".tflite",)),
-    "onnx": ("edge.runtimes.onnx", "OnnxRuntime", (".onnx",)),
+    "litert": ("maskwatch.edge.runtimes.litert", "LiteRTRuntime", (".tflite",)),
+    "onnx": ("maskwatch.edge.runtimes.onnx", "OnnxRuntime", (".onnx",)),
 }
 
 

@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 #: backend name -> (module, class); ``auto`` is not a backend but a choice among them.
 BACKENDS: dict[str, tuple[str, str]] = {
-    "gpiozero": ("edge.signal.gpiozero_backend", "GpiozeroOutputs"),
-    "mock": ("edge.signal.gpiozero_backend", "MockOutputs"),
-    "jetson": ("edge.signal.jetson", "JetsonOutputs"),
-    "none": ("edge.signal.none", "NoOutputs"),
+    "gpiozero": ("maskwatch.edge.signal.gpiozero_backend", "GpiozeroOutputs"),
+    "mock": ("maskwatch.edge.signal.gpiozero_backend", "MockOutputs"),
+    "jetson": ("maskwatch.edge.signal.jetson", "JetsonOutputs"),
+    "none": ("maskwatch.edge.signal.none", "NoOutputs"),
 }
 
 

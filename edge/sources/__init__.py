@@ -30,11 +30,11 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpe
 
 #: kind -> (module, class, options open_source passes on)
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "camera": ("edge.sources.opencv", "Camera", ("width", "height", "fps", "fourcc", "props")),
-    "stream": ("edge.sources.opencv", "Stream", ("timeout", "props")),
-    "video": ("edge.sources.opencv", "VideoFile", ("live", "props")),
-    "images": ("edge.sources.images", "ImageList", ()),
-    "picamera2": ("edge.sources.picamera2", "Picamera2Source", ("camera", "width", "height", "fps", "preview_size")),
+    "camera": ("maskwatch.edge.sources.opencv", "Camera", ("width", "height", "fps", "fourcc", "props")),
+    "stream": ("maskwatch.edge.sources.opencv", "Stream", ("timeout", "props")),
+    "video": ("maskwatch.edge.sources.opencv", "VideoFile", ("live", "props")),
+    "images": ("maskwatch.edge.sources.images", "ImageList", ()),
+    "picamera2": ("maskwatch.edge.sources.picamera2", "Picamera2Source", ("camera", "width", "height", "fps", "preview_size")),
 }
 
 

@@ -1,6 +1,6 @@
 """Image lists: a folder (searched recursively), a glob pattern or one image file.
 
-Images are read in sorted order through ``edge.image.read_image`` (so always 8-bit BGR); one
+Images are read in sorted order through ``maskwatch.edge.image.read_image`` (so always 8-bit BGR); one
 that cannot be read is skipped with a warning naming it. ``Frame.source`` is the image's path,
 so outputs can be written under the same name::
 

@@ -1,0 +1,58 @@
+"""``maskwatch bench``: latency per stage and FPS for every backend, precision and input size."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Benchmark the shipped models on this device; writes JSON, markdown and a PNG plot."
+    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME", help="default: all (see benchmarks/bench.py)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--clip-frames", type=int, default=300, help="frames for the FPS measurement")
+    parser.add_argument("--video", default=None, help="video file for the FPS measurement (default: the five-face frame)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json, bench.md, bench.png")
+    parser.add_argument("--baseline", action="store_true", help="also the float TensorFlow pipeline (needs maskwatch[convert])")
+    parser.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
+    parser.add_argument("--soak", type=int, default=None, metavar="FRAMES",
+                        help="instead: run the whole pipeline this many frames, recording RSS and open descriptors (soak.json, soak.md)")
+    parser.set_defaults(handler=bench)
+
+
+def bench(args: argparse.Namespace) -> int:
+    from maskwatch.edge.errors import ConfigError, RuntimeUnavailable
+    from maskwatch.edge.variants import VARIANTS
+
+    unknown = [v for v in args.variants or [] if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    if args.baseline:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:  # found, not imported: variants run before TensorFlow loads
+            raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'")
+    if args.soak:
+        from .soak import markdown, soak
+
+        result = soak(args.soak)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "soak.md").write_text(markdown(result))
+        print(markdown(result), end="")
+        return 0
+    from .bench import BenchConfig, run_variants, write
+
+    config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,
+                         threads=args.threads or os.cpu_count())
+    document = run_variants(args.variants or list(VARIANTS), config)
+    if args.baseline:
+        from .baseline import compare
+
+        document["baseline"] = compare(document, config, args.voc)
+    for path in write(document, args.out):
+        print(path)
+    return 0

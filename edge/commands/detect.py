@@ -1,0 +1,49 @@
+"""``maskwatch detect``: faces in images, one annotated picture per image."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .options import SKIPPED, backends
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from ..detector import DEFAULT_DETECTOR
+
+    parser.description = f"Detect faces; with no IMAGE, runs on the sample photo shipped in the package. {SKIPPED}"
+    parser.add_argument("images", nargs="*", type=Path, help="image files (default: the shipped sample)")
+    parser.add_argument("--model", default=DEFAULT_DETECTOR,
+                        help="detector file name in the manifest, or a path (default: %(default)s)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
+    parser.add_argument("--backend", default="auto", choices=backends(), help="inference runtime (default: by file type)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument("--threshold", type=float, default=0.5, help="minimum face score (default: %(default)s)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="longest input side for dynamic-shape models (default: 640)")
+    parser.add_argument("--out", type=Path, default=Path("maskwatch-out"),
+                        help="folder for annotated pictures (default: %(default)s)")
+    parser.set_defaults(handler=detect)
+
+
+def detect(args: argparse.Namespace) -> int:
+    import cv2
+
+    from ..detector import FaceDetector
+    from ..draw import draw_faces
+    from ..image import ReadableImages
+    from ..postprocess import PostprocessSettings
+    from ..sample import sample_image
+
+    detector = FaceDetector(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
+                            settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    images = ReadableImages(list(args.images or [sample_image()]))
+    for path, image in images:
+        faces = detector.detect(image)
+        target = args.out / f"{path.stem}.faces.jpg"
+        cv2.imwrite(str(target), draw_faces(image, faces))
+        print(json.dumps({"image": path.name, "faces": [
+            {"box": [round(float(v), 1) for v in b], "score": round(float(s), 4)}
+            for b, s in zip(faces.boxes, faces.scores)], "annotated": str(target)}))
+    return images.exit_status()

@@ -1,0 +1,53 @@
+"""``maskwatch eval``: accuracy on annotated scenes (``--voc``) or crop folders (``--crops``)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .options import output
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Score model variants side by side; prints tables, writes JSON."
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--voc", type=Path, help="PASCAL VOC folder (images/, annotations/)")
+    target.add_argument("--crops", type=Path, help="folder with one subfolder of face crops per class")
+    parser.add_argument("--variants", nargs="+", default=["litert-int8-320"], metavar="NAME",
+                        help="model/backend/size combinations, as in bench (default: %(default)s)")
+    parser.add_argument("--split", choices=["train", "val", "all"], default="val",
+                        help="side of the content-hash split (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, help="write all figures here")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.set_defaults(handler=evaluate)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from ..classifier import MaskClassifier
+    from ..detector import FaceDetector
+    from ..errors import ConfigError
+    from ..evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, scene_figures
+    from ..postprocess import PostprocessSettings
+    from ..predict import ImagePredictor
+    from ..scoring import table
+    from ..variants import VARIANTS
+
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    results = {}
+    for name in args.variants:
+        detector_file, classifier_file, size = VARIANTS[name]
+        classifier = MaskClassifier(classifier_file, threads=args.threads)
+        if args.crops:
+            results[name] = crop_figures(classifier, args.crops, args.split)
+        else:
+            detector = FaceDetector(detector_file, threads=args.threads, input_size=size,
+                                    settings=PostprocessSettings(score_threshold=EVAL_THRESHOLD))
+            results[name] = scene_figures(predictor_process(ImagePredictor(detector, classifier)), args.voc, args.split)
+    for key, figures in results.items():
+        print(f"## {key}\n\n{table(figures)}\n")
+    if args.json:
+        with output(args.json) as out:
+            out.write(json.dumps(results, indent=2, default=float) + "\n")
+    return 0

@@ -1,0 +1,55 @@
+"""Argument groups and helpers shared by several subcommands."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+
+#: How the commands that take many images treat a broken one (their help says so).
+SKIPPED = "An unreadable image is skipped with a one-line warning naming it; the exit status is then 1."
+
+
+def backends() -> list[str]:
+    """``auto`` and every inference runtime in the registry."""
+    from ..runtimes import BACKENDS
+
+    return ["auto", *BACKENDS]
+
+
+def model_options(parser: argparse.ArgumentParser) -> None:
+    from ..classifier import DEFAULT_CLASSIFIER
+    from ..detector import DEFAULT_DETECTOR
+
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector model (default: %(default)s)")
+    parser.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="classifier model (default: %(default)s)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
+    parser.add_argument("--backend", default="auto", choices=backends(), help="runtime for both models")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument("--input-size", type=int, default=None, help="longest input side for dynamic-shape detectors")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
+
+
+def config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file (see README)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set tracker.vote_agree=4 (repeatable)")
+
+
+def load(args: argparse.Namespace, **flags):
+    """The validated config from ``--config``, ``--set`` and the command's own flags (None: not given)."""
+    from ..config import load_config, parse_override
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_config(args.config, overrides)
+
+
+def output(path: Path, **options):
+    """``path`` opened for writing, its folder made first; InputError naming it when that fails."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", **options)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write there ({exc.strerror or exc})") from None

@@ -1,0 +1,40 @@
+"""``maskwatch predict``: detector + classifier on images, one JSON line per image."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .options import SKIPPED, model_options, output
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"Run the whole pipeline on image files, folders or globs; boxes in each image's pixels. {SKIPPED}"
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument("--jsonl", type=Path, required=True, help="output file ('-' for standard output)")
+    model_options(parser)
+    parser.set_defaults(handler=predict)
+
+
+def predictor(args: argparse.Namespace):
+    from ..classifier import MaskClassifier
+    from ..detector import FaceDetector
+    from ..postprocess import PostprocessSettings
+    from ..predict import ImagePredictor
+
+    return ImagePredictor(
+        FaceDetector(args.detector, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
+                     settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size),
+        MaskClassifier(args.classifier, backend=args.backend, threads=args.threads, models_dir=args.models_dir))
+
+
+def predict(args: argparse.Namespace) -> int:
+    from ..image import expand_images
+    from ..predict import predict_files
+
+    files = expand_images(args.images)
+    image_predictor = predictor(args)
+    if str(args.jsonl) == "-":
+        return predict_files(image_predictor, files, sys.stdout, progress=False)
+    with output(args.jsonl) as out:
+        return predict_files(image_predictor, files, out)
