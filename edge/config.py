@@ -29,6 +29,7 @@ from .classifier import DEFAULT_CLASSIFIER
 from .detector import DEFAULT_DETECTOR
 from .errors import ConfigError, one_line
 from .events import JsonlConfig, MqttConfig
+from .mask_state import DEFAULT_RULE, RULES, SMALL_FACE_PX
 from .signal import SignalConfig
 from .tracker import TrackerConfig
 
@@ -65,6 +66,11 @@ class ClassifierConfig(_Section):
     threads: int | None = Field(None, ge=1, description="inference threads")
     delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
+    rule: Literal[RULES] = Field(
+        DEFAULT_RULE, description="how a face's mask state is read: crop classifier, the detector's mask head, their "
+                                  "product, or by size (see edge/mask_state.py); all but crop need a mask-aware detector")
+    small_face_px: float = Field(SMALL_FACE_PX, gt=0, description="with rule 'size': faces whose shorter side is under "
+                                                                  "this use the detector's mask head")
 
 
 class EventsConfig(_Section):

@@ -9,7 +9,10 @@ Example::
 
 Frames are OpenCV BGR; the detector letterboxes them (aspect ratio kept), feeds
 the model RGB, decodes the nine raw heads with :mod:`maskwatch.edge.postprocess`, and
-returns boxes, scores and five landmarks in the frame's own pixels.
+returns boxes, scores and five landmarks in the frame's own pixels. A mask-aware model
+(``convert train-detector``: manifest outputs ``mask_8`` … ``mask_32`` and ``labels``) also
+gives each face's mask-state probabilities (``faces.mask``, columns in ``detector.labels``);
+a face-only model gives ``faces.mask = None``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from .runtimes import load_runtime
 DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
 #: Longest input side used by dynamic-shape (ONNX) detectors unless told otherwise.
 DEFAULT_DYNAMIC_SIZE = 640
-_HEADS = ("bbox", "landmark", "class")
+_HEADS = ("bbox", "landmark", "class", "mask")
 
 
 @dataclass(frozen=True)
@@ -38,13 +41,15 @@ class Faces:
     boxes: np.ndarray  #: (N, 4) float32 x1, y1, x2, y2
     scores: np.ndarray  #: (N,) float32 face probability
     landmarks: np.ndarray  #: (N, 5, 2) float32: eyes (left, right), nose, mouth corners
+    mask: np.ndarray | None = None  #: (N, K) float32 mask-state probabilities; None without a mask head
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> "Faces":
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+    def empty(cls, mask_labels: int | None = None) -> "Faces":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32),
+                   None if mask_labels is None else np.zeros((0, mask_labels), np.float32))
 
 
 class FaceDetector:
@@ -67,6 +72,12 @@ class FaceDetector:
         self.decoder = RetinaFaceDecoder(AnchorConfig.from_dict(self.entry.anchors), settings or PostprocessSettings())
         self.input_size = input_size or DEFAULT_DYNAMIC_SIZE
         self._outputs = {kind: [n for n in self.entry.outputs if n.startswith(kind + "_")] for kind in _HEADS}
+        if not self._outputs["mask"]:
+            del self._outputs["mask"]
+        elif not self.entry.labels or len(self._outputs["mask"]) != len(self._outputs["class"]):
+            raise ModelError(f"{self.path}: its manifest lists mask outputs but no labels, or not one per level")
+        #: the mask head's labels in column order, or None for a face-only model
+        self.labels: list[str] | None = list(self.entry.labels) if "mask" in self._outputs else None
 
     def input_shape_for(self, height: int, width: int) -> tuple[int, int]:
         """Model input (height, width) used for a frame of this size."""
@@ -90,7 +101,7 @@ class FaceDetector:
         return tensor, box
 
     def raw(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's heads for one input tensor, concatenated per kind: bbox, landmark, class."""
+        """The model's heads for one input tensor, concatenated per kind: bbox, landmark, class (and mask)."""
         out = self.runtime.run(tensor)
         return {kind: np.concatenate([out[n][0] for n in names]) for kind, names in self._outputs.items()}
 
@@ -98,12 +109,14 @@ class FaceDetector:
         """Faces in one BGR frame of any size."""
         tensor, box = self.prepare(frame_bgr)
         heads = self.raw(tensor)
-        rows = self.decoder(heads["bbox"], heads["landmark"], heads["class"], box.input_height, box.input_width)
+        rows = self.decoder(heads["bbox"], heads["landmark"], heads["class"], box.input_height, box.input_width,
+                            mask=heads.get("mask"))
         if not len(rows):
-            return Faces.empty()
+            return Faces.empty(None if self.labels is None else len(self.labels))
         h, w = np.asarray(frame_bgr).shape[:2]
         boxes = box.to_frame(rows[:, :4])
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        landmarks = box.to_frame(rows[:, 5:]).reshape(-1, 5, 2)
-        return Faces(boxes, rows[:, 4].copy(), landmarks)
+        landmarks = box.to_frame(rows[:, 5:15]).reshape(-1, 5, 2)
+        mask = None if self.labels is None else np.ascontiguousarray(rows[:, 15:])
+        return Faces(boxes, rows[:, 4].copy(), landmarks, mask)

@@ -23,10 +23,10 @@ from .splits import split_of
 EVAL_THRESHOLD = 0.02
 
 
-def voc_split(root: Path, split: str):
-    """Annotations of the images on ``split`` (train, val or all)."""
+def voc_split(root: Path, split: str, val_fold: int = 0):
+    """Annotations of the images on ``split`` (train, val or all; val is fold ``val_fold``)."""
     annotations = load_voc_folder(root)
-    chosen = [a for a in annotations if split == "all" or split_of(root / "images" / a.filename) == split]
+    chosen = [a for a in annotations if split == "all" or split_of(root / "images" / a.filename, val_fold) == split]
     if not chosen:
         raise InputError(f"{root}: no annotated images on the {split} side of the split")
     return chosen
@@ -41,8 +41,8 @@ def predict_scenes(process, root: Path, annotations) -> dict:
     return predictions
 
 
-def scene_figures(process, root: Path, split: str = "val") -> dict:
-    annotations = voc_split(Path(root), split)
+def scene_figures(process, root: Path, split: str = "val", val_fold: int = 0) -> dict:
+    annotations = voc_split(Path(root), split, val_fold)
     return evaluate_detections(annotations, predict_scenes(process, Path(root), annotations))
 
 
@@ -57,7 +57,7 @@ def predictor_process(predictor):
     return process
 
 
-def crop_figures(classifier, root: Path, split: str = "val") -> dict:
+def crop_figures(classifier, root: Path, split: str = "val", val_fold: int = 0) -> dict:
     """A crop folder (one subfolder per class) scored by a classifier."""
     root = Path(root)
     truth, predicted = [], []
@@ -68,7 +68,7 @@ def crop_figures(classifier, root: Path, split: str = "val") -> dict:
         label = CLASS_ALIASES.get(folder.name, folder.name)
         if label not in classifier.labels:
             raise InputError(f"{folder}: {folder.name!r} is not a class ({', '.join(classifier.labels)})")
-        files = [f for f in expand_images([folder]) if split == "all" or split_of(f) == split]
+        files = [f for f in expand_images([folder]) if split == "all" or split_of(f, val_fold) == split]
         for path in files:
             crop = cv2.cvtColor(read_image(path), cv2.COLOR_BGR2RGB)
             truth.append(label)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .events import SummaryCounter, track_event
+from .mask_state import MaskReader
 from .tracker import Track, Tracker, TrackUpdate
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,13 @@ class Pipeline:
     """One camera's pipeline; ``process(frame)`` handles a frame, ``run(source)`` a whole stream."""
 
     def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
-                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None):
+                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None,
+                 reader: MaskReader | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
+        self.reader = reader or MaskReader()  #: how crop classifier and mask head make a face's label
+        self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
+                                   str(getattr(detector, "path", "the detector")))
+        self.labels = list(classifier.labels if classifier is not None else detector.labels)
         self.indicator, self.events, self.preview = indicator, events, preview
         self.device_id, self.clock = device_id, clock
         self.crops_dir = crops_dir  #: only when the config asks: face crops are otherwise never written
@@ -80,12 +86,14 @@ class Pipeline:
         due = self.tracker.due(update.seen)
         t2 = self.clock()
         if due:
-            probabilities = self.classifier.classify_faces(frame.image, np.stack([t.box for t in due]))
-            for track, p in zip(due, probabilities):
+            boxes = np.stack([t.box for t in due])
+            crop = self.classifier.classify_faces(frame.image, boxes) if self.reader.needs_crop else None
+            head = None if faces.mask is None else faces.mask[[t.detection for t in due]]
+            for track, p in zip(due, self.reader.combine(crop, head, boxes)):
                 best = int(p.argmax())
-                self.tracker.vote(track, self.classifier.labels[best], float(p[best]), update)
+                self.tracker.vote(track, self.labels[best], float(p[best]), update)
                 if self.crops_dir is not None:
-                    self._save_crop(frame, track, self.classifier.labels[best])
+                    self._save_crop(frame, track, self.labels[best])
         t3 = self.clock()
         state = self.tracker.scene_state()
         self.indicator.set_state(state)
@@ -115,7 +123,7 @@ class Pipeline:
 
         self.crops_dir.mkdir(parents=True, exist_ok=True)
         name = f"{self.device_id}_f{frame.index:07d}_t{track.id}_{label}.jpg"
-        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, self.classifier.margin))
+        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, getattr(self.classifier, "margin", 0.2)))
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""

@@ -125,13 +125,15 @@ class RetinaFaceDecoder:
     ``__call__(bbox, landmark, classes, height, width)`` takes the heads of each
     kind already concatenated over levels (shapes (N, 4), (N, 10), (N, 2)) and
     returns float32 rows of :data:`DETECTION_COLUMNS` columns, best first; an
-    empty ``(0, 15)`` array when nothing passes the threshold.
+    empty ``(0, 15)`` array when nothing passes the threshold. With ``mask``, a
+    mask head's logits (N, K), each row gains K columns: the softmax of its
+    anchor's mask logits (K = 3 for :data:`maskwatch.edge.labels.CLASSES`).
     """
 
     anchor_config: AnchorConfig = field(default_factory=AnchorConfig)
     settings: PostprocessSettings = field(default_factory=PostprocessSettings)
 
-    def __call__(self, bbox, landmark, classes, height: int, width: int) -> np.ndarray:
+    def __call__(self, bbox, landmark, classes, height: int, width: int, mask=None) -> np.ndarray:
         priors = anchors(height, width, self.anchor_config)
         if len(priors) != len(bbox):
             raise ValueError(
@@ -142,12 +144,17 @@ class RetinaFaceDecoder:
         if candidates.size > self.settings.pre_nms_top_k:
             top = np.argpartition(-scores[candidates], self.settings.pre_nms_top_k)
             candidates = candidates[top[: self.settings.pre_nms_top_k]]
+        columns = DETECTION_COLUMNS + (0 if mask is None else mask.shape[1])
         if candidates.size == 0:
-            return np.zeros((0, DETECTION_COLUMNS), np.float32)
+            return np.zeros((0, columns), np.float32)
         p = priors[candidates]
         var = self.anchor_config.variances
         boxes = decode_boxes(bbox[candidates].astype(np.float32), p, var)
         points = decode_landmarks(landmark[candidates].astype(np.float32), p, var)
         keep = nms(boxes, scores[candidates], self.settings.iou_threshold)[: self.settings.max_detections]
-        rows = np.concatenate([boxes[keep], scores[candidates][keep, None], points[keep]], axis=1)
-        return rows.astype(np.float32)
+        parts = [boxes[keep], scores[candidates][keep, None], points[keep]]
+        if mask is not None:
+            logits = mask[candidates][keep].astype(np.float32)
+            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+            parts.append(exp / exp.sum(axis=1, keepdims=True))
+        return np.concatenate(parts, axis=1).astype(np.float32)

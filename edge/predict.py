@@ -7,7 +7,10 @@ One line per image::
          "landmarks": [[x, y], ...five]}]}
 
 ``score`` is the detection score times the label's probability, so one number
-ranks detections for per-class AP; boxes are in the image's own pixels.
+ranks detections for per-class AP; boxes are in the image's own pixels. The label
+comes from the mask rule (:mod:`maskwatch.edge.mask_state`); each detection also
+carries the opinions it was made from: ``crop_probabilities`` (the crop classifier's,
+when it ran) and ``mask_probabilities`` (a mask-aware detector's), in ``labels`` order.
 """
 from __future__ import annotations
 
@@ -17,23 +20,41 @@ import sys
 import numpy as np
 
 from .image import ReadableImages
+from .mask_state import MaskReader
 
 
 class ImagePredictor:
-    """Detector + classifier on one image; every detected face is classified (no tracking)."""
+    """Detector + classifier on one image; every detected face is read (no tracking).
 
-    def __init__(self, detector, classifier):
+    ``classifier`` may be None when the mask rule reads the detector's mask head alone.
+    """
+
+    def __init__(self, detector, classifier, reader: MaskReader | None = None):
         self.detector, self.classifier = detector, classifier
+        self.reader = reader or MaskReader()
+        self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
+                                   str(getattr(detector, "path", "the detector")))
+        self.labels: list[str] = list(classifier.labels if classifier is not None else detector.labels)
+
+    def read(self, image_bgr: np.ndarray):
+        """``(faces, crop, probabilities)``: the faces, the crop classifier's probabilities (None when
+        the rule does not run it) and the rule's, each (N, K)."""
+        faces = self.detector.detect(image_bgr)
+        crop = self.classifier.classify_faces(image_bgr, faces.boxes) if self.reader.needs_crop else None
+        return faces, crop, self.reader.combine(crop, faces.mask, faces.boxes)
 
     def predict(self, image_bgr: np.ndarray) -> list[dict]:
-        faces = self.detector.detect(image_bgr)
-        probabilities = self.classifier.classify_faces(image_bgr, faces.boxes)
+        faces, crop, probabilities = self.read(image_bgr)
         detections = []
-        for box, score, points, p in zip(faces.boxes, faces.scores, faces.landmarks, probabilities):
+        for i, (box, score, points, p) in enumerate(zip(faces.boxes, faces.scores, faces.landmarks, probabilities)):
             best = int(p.argmax())
-            detections.append({"box": [round(float(v), 2) for v in box], "score": round(float(score * p[best]), 5),
-                               "label": self.classifier.labels[best], "label_score": round(float(p[best]), 5),
-                               "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in points]})
+            detection = {"box": [round(float(v), 2) for v in box], "score": round(float(score * p[best]), 5),
+                         "label": self.labels[best], "label_score": round(float(p[best]), 5),
+                         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in points]}
+            for key, values in (("crop_probabilities", crop), ("mask_probabilities", faces.mask)):
+                if values is not None:
+                    detection[key] = [round(float(v), 5) for v in values[i]]
+            detections.append(detection)
         return detections
 
     def predict_file(self, path, image: np.ndarray) -> dict:

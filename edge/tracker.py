@@ -59,6 +59,7 @@ class Track:
     label: str | None = None  #: the voted label; None until K votes agree
     label_score: float = 0.0
     last_classified: int | None = None
+    detection: int = -1  #: index of this track's face among the last frame's detections
 
     @property
     def state(self) -> str | None:
@@ -94,11 +95,12 @@ class Tracker:
         for t, f in pairs:
             track = tracks[t]
             track.box, track.score, track.last_frame, track.missed = boxes[f], float(scores[f]), self._frame, 0
+            track.detection = f
             seen.append(track)
         for f in range(len(boxes)):
             if f not in matched_faces:
                 track = Track(self._next_id, boxes[f], float(scores[f]), self._frame, self._frame,
-                              votes=deque(maxlen=self.config.vote_window))
+                              votes=deque(maxlen=self.config.vote_window), detection=f)
                 self.tracks[track.id] = track
                 self._next_id += 1
                 seen.append(track)

@@ -15,7 +15,11 @@ def check_prediction(line: dict) -> None:
     assert set(line) == {"image", "width", "height", "detections"}
     assert isinstance(line["image"], str) and line["width"] > 0 and line["height"] > 0
     for d in line["detections"]:
-        assert set(d) == {"box", "score", "label", "label_score", "landmarks"}
+        assert {"box", "score", "label", "label_score", "landmarks"} <= set(d) <= {
+            "box", "score", "label", "label_score", "landmarks", "crop_probabilities", "mask_probabilities"}
+        for key in ("crop_probabilities", "mask_probabilities"):
+            if key in d:
+                assert len(d[key]) == 3 and abs(sum(d[key]) - 1) < 0.01  # an int8 output is quantized
         x1, y1, x2, y2 = d["box"]
         assert 0 <= x1 < x2 <= line["width"] and 0 <= y1 < y2 <= line["height"]
         assert 0 < d["score"] <= d["label_score"] <= 1 and d["label"] in LABELS

@@ -17,6 +17,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model/backend/size combinations, as in bench (default: %(default)s)")
     parser.add_argument("--split", choices=["train", "val", "all"], default="val",
                         help="side of the content-hash split (default: %(default)s)")
+    parser.add_argument("--val-fold", type=int, default=0, choices=range(5), metavar="K",
+                        help="fold that is the val side, 0-4 (default: %(default)s, the project's val split)")
+    parser.add_argument("--rules", nargs="+", default=None, metavar="RULE",
+                        help="with --voc: score each mask rule (crop, detector, product, size) on the same scenes "
+                             "(default: crop; the others need a mask-aware detector)")
+    parser.add_argument("--small-face-px", type=float, default=None, help="face size of the 'size' rule (default: 24)")
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     parser.add_argument("--threads", type=int, default=None)
     parser.set_defaults(handler=evaluate)
@@ -27,6 +33,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from ..detector import FaceDetector
     from ..errors import ConfigError
     from ..evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, scene_figures
+    from ..mask_state import RULES, SMALL_FACE_PX, MaskReader
     from ..postprocess import PostprocessSettings
     from ..predict import ImagePredictor
     from ..scoring import table
@@ -35,16 +42,24 @@ def evaluate(args: argparse.Namespace) -> int:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant {unknown[0]!r}; choose from: {', '.join(VARIANTS)}")
+    rules = args.rules or ["crop"]
+    if bad := [r for r in rules if r not in RULES]:
+        raise ConfigError(f"--rules {bad[0]!r}: choose from {', '.join(RULES)}")
+    if args.crops and rules != ["crop"]:
+        raise ConfigError("--rules scores scenes (--voc); crop folders have no detector")
     results = {}
     for name in args.variants:
         detector_file, classifier_file, size = VARIANTS[name]
         classifier = MaskClassifier(classifier_file, threads=args.threads)
         if args.crops:
-            results[name] = crop_figures(classifier, args.crops, args.split)
+            results[name] = crop_figures(classifier, args.crops, args.split, args.val_fold)
         else:
             detector = FaceDetector(detector_file, threads=args.threads, input_size=size,
                                     settings=PostprocessSettings(score_threshold=EVAL_THRESHOLD))
-            results[name] = scene_figures(predictor_process(ImagePredictor(detector, classifier)), args.voc, args.split)
+            for rule in rules:
+                reader = MaskReader(rule, args.small_face_px or SMALL_FACE_PX)
+                results[name if rules == ["crop"] else f"{name}/{rule}"] = scene_figures(
+                    predictor_process(ImagePredictor(detector, classifier, reader)), args.voc, args.split, args.val_fold)
     for key, figures in results.items():
         print(f"## {key}\n\n{table(figures)}\n")
     if args.json:

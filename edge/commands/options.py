@@ -29,6 +29,17 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=None, help="longest input side for dynamic-shape detectors")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
+    mask_rule_options(parser)
+
+
+def mask_rule_options(parser: argparse.ArgumentParser) -> None:
+    from ..mask_state import DEFAULT_RULE, RULES, SMALL_FACE_PX
+
+    parser.add_argument("--mask-rule", default=DEFAULT_RULE, choices=RULES,
+                        help="how a face's mask state is read: crop classifier, detector's mask head, product, "
+                             "or by face size (default: %(default)s)")
+    parser.add_argument("--small-face-px", type=float, default=SMALL_FACE_PX,
+                        help="with --mask-rule size: faces under this use the mask head (default: %(default)s)")
 
 
 def config_options(parser: argparse.ArgumentParser) -> None:

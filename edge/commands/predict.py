@@ -19,13 +19,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def predictor(args: argparse.Namespace):
     from ..classifier import MaskClassifier
     from ..detector import FaceDetector
+    from ..mask_state import MaskReader
     from ..postprocess import PostprocessSettings
     from ..predict import ImagePredictor
 
-    return ImagePredictor(
-        FaceDetector(args.detector, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
-                     settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size),
-        MaskClassifier(args.classifier, backend=args.backend, threads=args.threads, models_dir=args.models_dir))
+    reader = MaskReader(args.mask_rule, args.small_face_px)
+    detector = FaceDetector(args.detector, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
+                            settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
+    classifier = MaskClassifier(args.classifier, backend=args.backend, threads=args.threads,
+                                models_dir=args.models_dir) if reader.needs_crop else None
+    return ImagePredictor(detector, classifier, reader)
 
 
 def predict(args: argparse.Namespace) -> int:
