@@ -7,13 +7,18 @@ converted pipeline; needs ``maskwatch[convert]``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from maskwatch.edge.image import crop_with_margin, letterbox, stretch
-from maskwatch.edge.manifest import Manifest
+from maskwatch.edge.manifest import Manifest, default_models_dir
 
 FULL_OUTPUT = "Identity:0"  #: (N, 16): 14 normalised coordinates (box, 5 landmarks), a flag, the score
 KERAS_CLASSIFIER = "mask_mnv2_96_fp32.keras"
+#: Workstation-only models (a device never has them) sit in this folder of the models folder, with their
+#: own manifest, so that a device's doctor reports only what a device can have.
+WORKSTATION_MODELS = "workstation"
 
 
 class TensorFlowPipeline:
@@ -30,7 +35,8 @@ class TensorFlowPipeline:
         graph_def.ParseFromString(graph_bytes()[0])
         wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
         self._graph = wrapped.prune(wrapped.graph.as_graph_element("x:0"), wrapped.graph.as_graph_element(FULL_OUTPUT))
-        path, entry = Manifest.load(models_dir).resolve(KERAS_CLASSIFIER)
+        workstation = Path(models_dir or default_models_dir()) / WORKSTATION_MODELS
+        path, entry = Manifest.load(workstation).resolve(KERAS_CLASSIFIER)
         self._classifier = keras.models.load_model(path, compile=False)
         self.labels, self.margin, self.crop_size = entry.labels, entry.preprocessing["margin"], entry.input.shape[1]
         self.input_size, self.score_threshold, self._cv2, self._tf = input_size, score_threshold, cv2, tf

@@ -135,6 +135,21 @@ def _synthetic_clip_fps(pipeline, frame, config: BenchConfig) -> dict:
             "fps": round(config.clip_frames / (time.perf_counter() - start), 2)}
 
 
+#: /proc/cpuinfo flags that decide int8 and float speed, in the words the results use.
+ISA_FLAGS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
+             "amx_int8": "AMX-INT8", "asimd": "NEON", "asimddp": "NEON dot product", "i8mm": "I8MM", "sve": "SVE"}
+
+
+def instruction_sets(cpuinfo: str | None = None) -> list[str]:
+    """The speed-deciding instruction sets this CPU reports (x86 ``flags``, Arm ``Features``)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    line = next((l for l in cpuinfo.splitlines() if l.split(":")[0].strip() in ("flags", "Features")), "")
+    present = set(line.partition(":")[2].split())
+    return [name for flag, name in ISA_FLAGS.items() if flag in present]
+
+
 def environment() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
@@ -149,7 +164,8 @@ def environment() -> dict:
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except OSError:
         commit = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+    return {"cpu": cpu, "isa": instruction_sets(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(),
             "versions": versions, "commit": commit, "date": time.strftime("%Y-%m-%d")}
 
 
@@ -170,7 +186,8 @@ def run_variants(variants: list[str], config: BenchConfig) -> dict:
 def markdown(document: dict) -> str:
     env = document["environment"]
     lines = [f"{env['cpu']}, {env['cores']} cores, {env['machine']}, Python {env['python']}, commit {env['commit']}, {env['date']}",
-             "", "Median latency in ms (p90 in brackets); a 640x480 frame with five faces.", "",
+             "", f"Instruction sets: {', '.join(env.get('isa') or ['not reported'])}. Figures hold for this machine "
+             "only: compare speeds as ratios within one run.", "", "Median latency in ms (p90 in brackets); a 640x480 frame with five faces.", "",
              "| variant | " + " | ".join(STAGES) + " | clip fps | peak RSS MB |", "|---|" + "---|" * (len(STAGES) + 2)]
     for r in document["results"]:
         if "error" in r:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 
@@ -18,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for bench.json, bench.md, bench.png")
     parser.add_argument("--baseline", action="store_true", help="also the float TensorFlow pipeline (needs maskwatch[convert])")
     parser.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
+    parser.add_argument("--imports", action="store_true",
+                        help="instead: what starting maskwatch --help and maskwatch run imports, and how long it takes "
+                             "(imports.json, imports.md)")
     parser.add_argument("--soak", type=int, default=None, metavar="FRAMES",
                         help="instead: run the whole pipeline this many frames, recording RSS and open descriptors (soak.json, soak.md)")
     parser.set_defaults(handler=bench)
@@ -35,6 +39,15 @@ def bench(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("tensorflow") is None:  # found, not imported: variants run before TensorFlow loads
             raise RuntimeUnavailable("--baseline needs the float TensorFlow pipeline: pip install 'maskwatch[convert]'")
+    if args.imports:
+        from .imports import markdown as imports_markdown, measure as measure_imports
+
+        result = measure_imports()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "imports.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "imports.md").write_text(imports_markdown(result))
+        print(imports_markdown(result), end="")
+        return 0
     if args.soak:
         from .soak import markdown, soak
 
@@ -55,4 +68,10 @@ def bench(args: argparse.Namespace) -> int:
         document["baseline"] = compare(document, config, args.voc)
     for path in write(document, args.out):
         print(path)
+    failed = [r["variant"] for r in document["results"] if "error" in r]
+    if failed:  # the files say why; a benchmark that did not measure must not look like one that did
+        first = next(r for r in document["results"] if "error" in r)
+        print(f"maskwatch: error: {len(failed)} of {len(document['results'])} variants failed "
+              f"({', '.join(failed)}); first: {first['error']}", file=sys.stderr)
+        return 1
     return 0

@@ -34,10 +34,23 @@ def _edgetpu():
     return "libedgetpu found"
 
 
-def _gpio():
-    from gpiozero import Device
+#: What to do when gpiozero finds no pin library (its own message names none).
+GPIO_HINT = ("no pin library loads: on a Raspberry Pi install lgpio (apt install python3-lgpio, or "
+             "pip install lgpio in the venv) and put the service user in the gpio group")
 
-    factory = Device._default_pin_factory() if Device.pin_factory is None else Device.pin_factory
+
+def _gpio():
+    import warnings
+
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory
+
+    with warnings.catch_warnings():  # one PinFactoryFallback per library tried; the report says the outcome
+        warnings.simplefilter("ignore")
+        try:
+            factory = Device._default_pin_factory() if Device.pin_factory is None else Device.pin_factory
+        except BadPinFactory:
+            raise RuntimeError(GPIO_HINT) from None
     return type(factory).__name__
 
 
@@ -66,9 +79,14 @@ def checks(config: Config) -> list[tuple[str, bool, str, bool]]:
     spec = config.source.spec
     if spec != SAMPLE_SOURCE and not spec.isdigit() and "://" not in spec and spec != "picamera2":
         results.append((*_check("source", lambda: _exists(spec)), True))
-    for name, entry in sorted(models.entries.items()):
+    here = {name: entry for name, entry in models.entries.items()
+            if name in needed_models or (models.directory / entry.file).exists()}
+    for name, entry in sorted(here.items()):
         results.append((*_check(f"model {name}", lambda e=entry: verify_file(models.directory / e.file, e) or e.sha256[:12]),
                         name in needed_models))
+    if absent := len(models.entries) - len(here):
+        results.append(("other models", True, f"{absent} more in {models.path} are not installed here "
+                                              "(a bundle carries the ones its config names)", False))
     for name in needed_models - set(models.entries):
         results.append((f"model {name}", False, f"not in {models.path}", True))
     return results

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from maskwatch.edge.deploy import service
 from maskwatch.edge.deploy.bundle import DEFAULT_CONFIG, TARGETS, build_bundle
 from maskwatch.edge.deploy.watchdog import Watchdog, notify, notify_address, watchdog_period
 
+REPO = Path(__file__).resolve().parents[1]
 TARGET = "linux-x86_64-py311"
 TIMINGS: dict[str, float] = {}
 
@@ -400,8 +402,39 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     assert ran.returncode == 0, ran.stderr
     events = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
     assert any(e["type"] == "new" for e in events), ran.stdout
+
+    # the installed wheel alone (its own models, no MASKWATCH_MODELS): doctor is clean, and a benchmark
+    # run from this checkout measures the installed package, failing loudly for a model it does not have
+    wheel_env = {k: v for k, v in run_env.items() if k != "MASKWATCH_MODELS"}
+    doctor = subprocess.run([str(prefix / "venv" / "bin" / "maskwatch"), "doctor"], env=wheel_env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert doctor.returncode == 0 and "FAIL" not in doctor.stdout, doctor.stdout + doctor.stderr
+    assert "Warning" not in doctor.stderr and "model mask_mnv2_96_fp32.keras" not in doctor.stdout, doctor.stderr
+    assert "other models" in doctor.stdout  # the manifest's other entries, summed up in one line
+    bench = [str(prefix / "venv" / "bin" / "maskwatch"), "bench", "--warmup", "1", "--repeats", "2",
+             "--clip-frames", "3", "--out", str(tmp_path / "bench")]
+    done = subprocess.run(bench + ["--variants", "litert-int8-320"], env=wheel_env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-800:]
+    assert "error" not in json.loads((tmp_path / "bench" / "bench.json").read_text())["results"][0]
+    done = subprocess.run(bench + ["--variants", "litert-fp32-640"], env=wheel_env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)  # not in the wheel: the variant fails, so must the command
+    assert done.returncode == 1 and "1 of 1 variants failed (litert-fp32-640)" in done.stderr, done.stderr[-800:]
     with capsys.disabled():
         print(f"\ndeploy timings (s): {TIMINGS}")
+
+
+def test_the_wheel_holds_one_namespace_the_default_models_and_the_licence(bundle, tmp_path):
+    root = unpack(bundle, tmp_path)
+    (wheel,) = (root / "wheels").glob("maskwatch-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"maskwatch", "maskwatch-0.1.0.dist-info"}
+    assert not any(n.startswith("maskwatch/__init__") for n in names)  # a namespace package
+    models = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("maskwatch/models/")
+                    and n.endswith((".json", ".tflite", ".onnx", ".keras")))
+    assert models == ["manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+    assert "maskwatch-0.1.0.dist-info/licenses/LICENSE" in names
+    assert wheel.stat().st_size < 15e6, wheel.stat().st_size
 
 
 def test_tampered_or_added_file_stops_install(bundle, tmp_path, capsys):

@@ -6,6 +6,7 @@ exception. Example counts are modest so the whole file runs in well under 30 s.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import string
@@ -30,9 +31,16 @@ from maskwatch.edge.scoring import CLASSES, read_voc_annotations
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+#: One folder for every generated file of this module, removed when the run ends (atexit).
+_SCRATCH = tempfile.TemporaryDirectory(prefix="mw-fuzz-")
+_counter = itertools.count()
+
+
 def scratch(name: str, data: bytes | str) -> Path:
     """A fresh file holding ``data`` (hypothesis reruns a test many times: no function-scoped tmp_path)."""
-    path = Path(tempfile.mkdtemp(prefix="mw-fuzz-")) / name
+    folder = Path(_SCRATCH.name) / str(next(_counter))
+    folder.mkdir()
+    path = folder / name
     path.write_bytes(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
     return path
 

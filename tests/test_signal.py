@@ -216,3 +216,15 @@ def test_unknown_backend_name_and_state():
         backend_class("lgpio")
     with Indicator({"backend": "none"}) as ind, pytest.raises(UnknownSignalState, match="'happy' is not one of"):
         ind.set_state("happy")
+
+
+def test_a_real_backend_with_no_pins_is_refused_in_one_line():
+    from maskwatch.edge.config import load_config
+    from maskwatch.edge.errors import ConfigError
+
+    for backend in ("gpiozero", "jetson"):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, {"signal.backend": backend})
+        message = str(err.value)
+        assert "\n" not in message and "drives no output" in message and "red_pin" in message
+    assert load_config(None, {"signal.backend": "gpiozero", "signal.red_pin": 17}).signal.pins == {"red": 17}

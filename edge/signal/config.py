@@ -51,6 +51,9 @@ class SignalConfig(BaseModel):
                                   ("buzzer_pin", self.buzzer_pin)) if v is not None}
         if len(set(pins.values())) < len(pins):
             raise ValueError(f"two outputs share one pin: {pins}")
+        if self.backend in ("gpiozero", "jetson") and not pins:
+            raise ValueError(f"backend {self.backend} drives no output: set red_pin, green_pin and/or buzzer_pin "
+                             "(BCM numbers, e.g. red_pin=17 green_pin=27 buzzer_pin=22; wiring in docs/deployment.md)")
         if self.beep_s >= 2 * self.blink_s:
             raise ValueError(f"beep_s ({self.beep_s}) must be shorter than one blink period "
                              f"(2 * blink_s = {2 * self.blink_s})")
