@@ -65,7 +65,7 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     crops_dir = config.privacy.crops_dir if config.privacy.save_crops else None
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
                     preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir,
-                    reader=reader)
+                    reader=reader, stale_after_s=config.source.stale_after_s)
 
 
 def build_source(config: Config, pipeline: Pipeline | None = None, stop: threading.Event | None = None,
@@ -96,8 +96,9 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
             previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
     watchdog = Watchdog.from_env()  # systemd's notify socket; does nothing outside systemd
 
-    def waiting(source) -> None:  # no frame yet: alive on purpose while reconnecting, so keep systemd told
-        if source.reconnecting:
+    def waiting(source) -> None:  # every 0.1 s without a frame
+        pipeline.tick()  # nobody is seen while no frame comes: after source.stale_after_s the outputs go idle
+        if source.reconnecting:  # alive on purpose while reconnecting, so keep systemd told
             watchdog.ping(status=f"camera lost; reconnecting to {config.source.spec}")
 
     try:

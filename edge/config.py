@@ -47,6 +47,8 @@ class SourceConfig(_Section):
     height: int | None = Field(None, gt=0, description="requested camera height")
     fps: float | None = Field(None, gt=0, description="requested camera frame rate")
     reconnect_backoff_s: list[float] = Field([1, 2, 4, 8, 16, 30], min_length=1, description="waits between reopen attempts of a lost live source")
+    stale_after_s: float = Field(3.0, gt=0, description="seconds without a frame after which every track ends, the "
+                                                        "lights and buzzer go idle (off) and a no_frames status event is published")
 
 
 class DetectorConfig(_Section):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .events import SummaryCounter, track_event
+from .events import SummaryCounter, status_event, track_event
 from .mask_state import MaskReader
 from .tracker import Track, Tracker, TrackUpdate
 
@@ -56,7 +56,7 @@ class Pipeline:
 
     def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
                  preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None,
-                 reader: MaskReader | None = None):
+                 reader: MaskReader | None = None, stale_after_s: float = 3.0):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.reader = reader or MaskReader()  #: how crop classifier and mask head make a face's label
         self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
@@ -67,6 +67,9 @@ class Pipeline:
         self.crops_dir = crops_dir  #: only when the config asks: face crops are otherwise never written
         self.stats = RunStats()
         self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
+        self.stale_after_s = stale_after_s  #: seconds without a frame after which nobody counts as seen
+        self._last_frame: float | None = None
+        self._stale = False
         self._closed = False
 
     def _publish(self, event: dict) -> None:
@@ -77,9 +80,36 @@ class Pipeline:
     def _track_event(self, kind: str, track: Track) -> None:
         self._publish(track_event(kind, track.id, track.label, round(track.label_score, 4), device_id=self.device_id))
 
+    def tick(self, now: float | None = None) -> None:
+        """Called while no frame arrives (a stalled or lost camera, a reconnect back-off).
+
+        After ``stale_after_s`` without a frame nobody counts as seen: every track ends (its
+        ``end`` event published), the outputs go to ``idle`` (all off; an alarm still inside its
+        ``min_on_s`` ends when that has passed, at a later tick) and one ``status`` event
+        ``no_frames`` says so. The next frame publishes ``frames_resumed``.
+        """
+        now = self.clock() if now is None else now
+        if self._closed or self._last_frame is None or now - self._last_frame < self.stale_after_s:
+            return
+        if not self._stale:
+            self._stale = True
+            for track in list(self.tracker.tracks.values()):
+                if track.label is not None:
+                    self._track_event("end", track)
+            self.tracker.tracks.clear()
+            log.warning("no frame for %.1f s: tracks ended, outputs idle", now - self._last_frame)
+            self._publish(status_event("no_frames", device_id=self.device_id,
+                                       detail=f"no frame for {now - self._last_frame:.1f} s; outputs idle"))
+        self.indicator.set_state("idle")
+
     def process(self, frame) -> FrameResult:
         """Detect, classify due faces, track, decide, signal, publish and preview one frame."""
         t0 = self.clock()
+        if self._stale:
+            self._stale = False
+            self._publish(status_event("frames_resumed", device_id=self.device_id,
+                                       detail=f"after {t0 - self._last_frame:.1f} s without a frame"))
+        self._last_frame = t0
         faces = self.detector.detect(frame.image)
         t1 = self.clock()
         update: TrackUpdate = self.tracker.update(faces.boxes, faces.scores, frame.index)

@@ -8,8 +8,8 @@ Track events follow one tracked face: ``new`` (first voted label), ``update``
 
 ``summary`` counts the tracks seen in the last ``interval_s`` by state
 (masked, unmasked, incorrect); ``status`` reports the camera (``camera_lost``,
-``camera_recovered``). ``validate_event`` enforces the privacy rule every sink
-applies: only known types, their required keys, and short scalar values.
+``camera_recovered``, ``no_frames``, ``frames_resumed``). ``validate_event`` enforces the
+privacy rule every sink applies: only known types, their required keys, and short scalar values.
 
 Example::
 
@@ -27,7 +27,7 @@ from ..errors import MaskwatchError
 from ..tracker import LABEL_STATE
 
 TRACK_TYPES = ("new", "update", "end")
-STATUSES = ("camera_lost", "camera_recovered")
+STATUSES = ("camera_lost", "camera_recovered", "no_frames", "frames_resumed")
 #: event type -> keys it must have
 REQUIRED = {
     **{t: ("type", "track_id", "label", "score", "time", "device_id") for t in TRACK_TYPES},
@@ -58,7 +58,8 @@ def track_event(kind: str, track_id: int, label: str, score: float, *, device_id
 
 
 def status_event(status: str, *, device_id: str, detail: str = "", when: datetime | None = None) -> dict:
-    """A ``status`` event: ``camera_lost`` or ``camera_recovered`` with a short detail."""
+    """A ``status`` event (one of :data:`STATUSES`) with a short detail: the camera lost or recovered,
+    or no frame for ``source.stale_after_s`` (the outputs went idle) and frames flowing again."""
     if status not in STATUSES:
         raise EventError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
     return validate_event({"type": "status", "status": status, "detail": detail[:MAX_STRING],
