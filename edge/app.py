@@ -92,7 +92,7 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signals.SIGTERM, signals.SIGINT):
+        for sig in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP, signals.SIGUSR1):  # all end the run cleanly
             previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
     watchdog = Watchdog.from_env()  # systemd's notify socket; does nothing outside systemd
 

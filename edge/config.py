@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +33,13 @@ from .mask_state import DEFAULT_RULE, RULES, SMALL_FACE_PX
 from .signal import SignalConfig
 from .tracker import TrackerConfig
 
+#: Shortest wait between reopen attempts: a zero back-off would spin (tens of thousands of tries a second).
+MIN_BACKOFF_S = 0.1
+#: Largest detector input side: memory grows with its square (4096 px: about 1 GB of activations).
+MAX_INPUT_SIZE = 4096
+#: A device id is part of every event and MQTT topic: short, and no topic wildcards or separators.
+DEVICE_ID_MAX = 64
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
 #: The built-in clip that needs no camera and no data: the shipped photo panned across a frame.
 SAMPLE_SOURCE = "sample"
 
@@ -46,7 +53,9 @@ class SourceConfig(_Section):
     width: int | None = Field(None, gt=0, description="requested camera width")
     height: int | None = Field(None, gt=0, description="requested camera height")
     fps: float | None = Field(None, gt=0, description="requested camera frame rate")
-    reconnect_backoff_s: list[float] = Field([1, 2, 4, 8, 16, 30], min_length=1, description="waits between reopen attempts of a lost live source")
+    reconnect_backoff_s: list[Annotated[float, Field(ge=MIN_BACKOFF_S, le=3600)]] = Field(
+        [1, 2, 4, 8, 16, 30], min_length=1, description=f"waits between reopen attempts of a lost live source "
+                                                        f"(each {MIN_BACKOFF_S} to 3600 s; the last repeats)")
     stale_after_s: float = Field(3.0, gt=0, description="seconds without a frame after which every track ends, the "
                                                         "lights and buzzer go idle (off) and a no_frames status event is published")
 
@@ -57,7 +66,8 @@ class DetectorConfig(_Section):
     threads: int | None = Field(None, ge=1, description="inference threads")
     score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
     iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
-    input_size: int | None = Field(None, ge=32, description="longest input side for dynamic-shape models")
+    input_size: int | None = Field(None, ge=32, le=MAX_INPUT_SIZE,
+                                   description=f"longest input side for dynamic-shape models (32 to {MAX_INPUT_SIZE})")
     delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
 
@@ -103,7 +113,10 @@ class Config(_Section):
 
     model_config = ConfigDict(extra="forbid", title="maskwatch")
 
-    device_id: str = Field(default_factory=socket.gethostname, description="names this device in events and topics")
+    device_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=DEVICE_ID_MAX,
+                           pattern=DEVICE_ID_PATTERN,
+                           description=f"names this device in events and MQTT topics: up to {DEVICE_ID_MAX} letters, "
+                                       "digits, '.', '_' or '-'")
     models_dir: Path | None = Field(None, description="models folder (default: the shipped models)")
     source: SourceConfig = Field(default_factory=SourceConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)

@@ -395,3 +395,49 @@ def test_detector_rejects_a_non_image_frame_with_input_error(detector):
     with pytest.raises(InputError) as info:
         detector.detect(np.zeros((0, 10, 3), np.uint8))
     assert "\n" not in str(info.value)
+
+
+# --- values that pass a type check and would break the run -------------------------------------------
+
+@pytest.mark.parametrize("key, value, named", [
+    ("source.reconnect_backoff_s", [0], "reconnect_backoff_s"), ("source.reconnect_backoff_s", [-1], "reconnect_backoff_s"),
+    ("device_id", "x" * 300, "device_id"), ("device_id", "pole/7", "device_id"), ("device_id", "", "device_id"),
+    ("signal.red_pin", True, "red_pin"), ("detector.input_size", 100000, "input_size"),
+    ("detector.input_size", 7, "input_size")])
+def test_values_that_would_break_the_run_are_refused_by_the_config(key, value, named):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {key: value})
+    assert_one_line(err.value, named)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["run", "--max-frames", "-1"], "--max-frames"), (["detect", "--input-size", "7"], "--input-size"),
+    (["detect", "--input-size", "-64"], "--input-size"), (["predict", "x.jpg", "--jsonl", "-", "--threshold", "5"], "--threshold")])
+def test_out_of_range_options_are_one_line_usage_errors(argv, named, capsys):
+    from maskwatch.edge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert named in last and last.startswith("maskwatch"), last
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("broker.local", {"host": "broker.local"}), ("10.0.0.2:1884", {"host": "10.0.0.2", "port": 1884}),
+    ("[::1]:1883", {"host": "::1", "port": 1883}), ("[fe80::2]", {"host": "fe80::2"})])
+def test_mqtt_broker_forms(text, expected):
+    from maskwatch.edge.commands.run import broker
+
+    assert broker(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host:abc", ":1883", "", "host:0", "host:70000", "::1:1883", "[::1", "[::1]x"])
+def test_bad_mqtt_brokers_are_one_line_usage_errors(text, capsys):
+    from maskwatch.edge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--mqtt", text])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--mqtt" in last and "Traceback" not in last, last

@@ -7,6 +7,7 @@ import sys
 import time
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from maskwatch.edge.app import build_pipeline, build_source, run
 from maskwatch.edge.cli import main
@@ -81,7 +82,8 @@ def test_wrong_config_key_is_rejected_by_name(tmp_path, capsys):
     assert err.count("\n") == 0 and "tracker.vote_agre" in err and "maskwatch.toml" in err
 
 
-def test_sigterm_switches_everything_off_and_exits_0(data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1])
+def test_sigterm_switches_everything_off_and_exits_0(data, tmp_path, sig):
     clip = data / "videos" / "Gituatu_face-mask-detection__nomask.mp4"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen([sys.executable, "-m", "maskwatch.edge.cli", "run", "--source", str(clip), "--gpio", "mock",
@@ -91,14 +93,14 @@ def test_sigterm_switches_everything_off_and_exits_0(data, tmp_path):
         for line in process.stdout:
             if '"type": "new"' in line:
                 break
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == 0, err[-800:]
     buzzer = next(line for line in err.splitlines() if "(buzzer)" in line)
     assert " 1@" in buzzer and buzzer.rstrip().split(" ")[-1].startswith("0@"), buzzer
-    assert "signal 15: stopping" in err
+    assert f"signal {int(sig)}: stopping" in err
 
 
 def test_doctor_reports_and_fails_on_what_the_config_needs(capsys):

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import SKIPPED, backends
+from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,8 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
     parser.add_argument("--backend", default="auto", choices=backends(), help="inference runtime (default: by file type)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
-    parser.add_argument("--threshold", type=float, default=0.5, help="minimum face score (default: %(default)s)")
-    parser.add_argument("--input-size", type=int, default=None,
+    parser.add_argument("--threshold", type=THRESHOLD, default=0.5, help="minimum face score (default: %(default)s)")
+    parser.add_argument("--input-size", type=INPUT_SIZE, default=None,
                         help="longest input side for dynamic-shape models (default: 640)")
     parser.add_argument("--out", type=Path, default=Path("maskwatch-out"),
                         help="folder for annotated pictures (default: %(default)s)")

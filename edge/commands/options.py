@@ -4,10 +4,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import MAX_INPUT_SIZE
 from ..errors import InputError
 
 #: How the commands that take many images treat a broken one (their help says so).
 SKIPPED = "An unreadable image is skipped with a one-line warning naming it; the exit status is then 1."
+
+
+def bounded(kind, low, high, what: str):
+    """An argparse type: ``kind`` (int or float) within ``low``..``high`` inclusive, else a one-line error."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text}: {what} must be {low} to {high}")
+        return value
+    return parse
+
+
+#: --input-size: 32 px (one stride-32 cell) to the config's cap.
+INPUT_SIZE = bounded(int, 32, MAX_INPUT_SIZE, "the input size")
+#: --threshold: a face probability.
+THRESHOLD = bounded(float, 0.0, 1.0, "a score threshold")
 
 
 def backends() -> list[str]:
@@ -26,8 +46,8 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
     parser.add_argument("--backend", default="auto", choices=backends(), help="runtime for both models")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
-    parser.add_argument("--input-size", type=int, default=None, help="longest input side for dynamic-shape detectors")
-    parser.add_argument("--threshold", type=float, default=0.5,
+    parser.add_argument("--input-size", type=INPUT_SIZE, default=None, help="longest input side for dynamic-shape detectors")
+    parser.add_argument("--threshold", type=THRESHOLD, default=0.5,
                         help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
     mask_rule_options(parser)
 

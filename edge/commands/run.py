@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import backends, config_options, load
+from .options import backends, bounded, config_options, load
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,20 +18,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=None, choices=backends(), help="runtime for both models")
     parser.add_argument("--gpio", default=None, choices=BACKEND_NAMES, help="light/buzzer backend")
     parser.add_argument("--events", type=Path, default=None, help="JSON Lines event log (rotated by size)")
-    parser.add_argument("--mqtt", default=None, metavar="HOST[:PORT]", help="publish events to this MQTT broker")
+    parser.add_argument("--mqtt", type=broker, default=None, metavar="HOST[:PORT]",
+                        help="publish events to this MQTT broker (IPv6: [ADDRESS]:PORT)")
     parser.add_argument("--preview", default=None, help="annotated video file, or http://127.0.0.1:PORT for MJPEG")
     parser.add_argument("--print-events", action="store_true", help="print events as JSON lines")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    parser.add_argument("--max-frames", type=bounded(int, 0, 10 ** 12, "--max-frames"), default=None,
+                        help="stop after this many frames (0: build everything, process none)")
     parser.set_defaults(handler=run)
+
+
+def broker(text: str) -> dict:
+    """argparse type: ``HOST``, ``HOST:PORT``, ``[IPV6]`` or ``[IPV6]:PORT`` as the mqtt config's host and port."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 broker as [ADDRESS] or [ADDRESS]:PORT")
+        port = rest[1:] if rest else None
+    else:
+        host, sep, port = text.partition(":")
+        if sep and ":" in port:
+            raise argparse.ArgumentTypeError(f"{text!r}: write an IPv6 broker as [ADDRESS]:PORT")
+        port = port if sep else None
+    if not host:
+        raise argparse.ArgumentTypeError(f"{text!r}: no broker host")
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r}: port {port!r} is not a number from 1 to 65535")
+    return {"host": host, **({"port": int(port)} if port is not None else {})}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..app import run as run_pipeline
 
-    mqtt = None
-    if args.mqtt:
-        host, _, port = args.mqtt.partition(":")
-        mqtt = {"host": host, **({"port": int(port)} if port else {})}
+    mqtt = args.mqtt
     config = load(args, **{"source.spec": args.source, "detector.backend": args.backend,
                            "classifier.backend": args.backend, "signal.backend": args.gpio,
                            "events.jsonl": {"path": str(args.events)} if args.events else None,

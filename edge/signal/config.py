@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from ..errors import ConfigError, one_line
 
@@ -26,11 +26,11 @@ class SignalConfig(BaseModel):
         "auto", title="backend",
         description="auto: gpiozero with a real pin factory, else Jetson.GPIO, else none; "
                     "mock: gpiozero's MockFactory (logs each pin's history on close)")
-    red_pin: int | None = Field(None, ge=0, le=27, title="red light pin",
+    red_pin: StrictInt | None = Field(None, ge=0, le=27, title="red light pin",
                                 description="BCM number of the red light; on while unmasked, blinks while incorrect")
-    green_pin: int | None = Field(None, ge=0, le=27, title="green light pin",
+    green_pin: StrictInt | None = Field(None, ge=0, le=27, title="green light pin",
                                   description="BCM number of the green light; on while everyone tracked is masked")
-    buzzer_pin: int | None = Field(None, ge=0, le=27, title="buzzer pin",
+    buzzer_pin: StrictInt | None = Field(None, ge=0, le=27, title="buzzer pin",
                                    description="BCM number of the buzzer; on while unmasked, "
                                                "short beeps while incorrect")
     active_high: bool = Field(True, title="active high",
