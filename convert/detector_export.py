@@ -21,11 +21,10 @@ from maskwatch.edge.image import letterbox
 from maskwatch.edge.labels import CLASSES
 from maskwatch.edge.manifest import Manifest
 from maskwatch.edge.postprocess import AnchorConfig, PostprocessSettings
-from maskwatch.edge.scoring import evaluate_detections
 
 from . import retinaface_graph as rg
 from .artefacts import converter_versions, install
-from .detector_train import EVAL_SCORE, Scene, ground_truth
+from .detector_train import EVAL_SCORE, Scene, figures, ground_truth
 from .formats import ExportJob, check_request
 from .retinaface_keras import MASK_LABELS, KerasHeadsNetwork
 from .retinaface_source import SOURCE
@@ -62,10 +61,8 @@ def file_figures(path: Path, scenes: list[Scene], size: int) -> dict | None:
         faces = detector.detect(np.ascontiguousarray(scene.pixels[..., ::-1]))  # the runtime takes BGR
         best = faces.mask.argmax(axis=1)
         predictions[scene.path.name] = {"boxes": faces.boxes, "scores": faces.scores * faces.mask.max(axis=1),
-                                        "labels": [CLASSES[b] for b in best]}
-    every = evaluate_detections(ground_truth(val), predictions)["all"]
-    return {"input_size": size, "val_scenes": len(val), "face_ap": every["face_ap"], "map_3class": every["map_3class"],
-            "map_2class": every["map_2class"], "ap": every["ap"]}
+                                        "labels": [CLASSES[b] for b in best], "face_scores": faces.scores}
+    return {"input_size": size, "val_scenes": len(val), **figures(ground_truth(val), predictions)}
 
 
 def export_detector(model, scenes: list[Scene], out: Path, formats=DEFAULT_FORMATS, sizes=DEFAULT_SIZES,

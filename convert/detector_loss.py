@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import tensorflow as tf
-
 NEGATIVES_PER_POSITIVE = 3
 
 
@@ -33,6 +31,8 @@ class LossWeights:
 
 
 def _smooth_l1(difference):
+    import tensorflow as tf
+
     absolute = tf.abs(difference)
     return tf.reduce_sum(tf.where(absolute < 1.0, 0.5 * difference ** 2, absolute - 0.5), axis=-1)
 
@@ -42,6 +42,8 @@ def detector_loss(out: dict, teacher: dict, positive, boxes, labels, weights: Lo
     ``bbox`` (B, A, 4), ``landmark`` (B, A, 10), ``class`` (B, A, 2) logits, ``mask`` (B, A, 3)
     logits (student only); ``positive`` (B, A) bool, ``boxes`` (B, A, 4) encoded targets,
     ``labels`` (B, A) mask labels (-1 where not positive)."""
+    import tensorflow as tf  # here, not at the top: the CLI reads LossWeights without the toolchain
+
     pos = tf.cast(positive, tf.float32)
     num_pos = tf.maximum(tf.reduce_sum(pos), 1.0)
     box = tf.reduce_sum(_smooth_l1(out["bbox"] - boxes) * pos) / num_pos

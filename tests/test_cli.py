@@ -61,3 +61,19 @@ def test_verbose_works_before_and_after_the_subcommand():
     for argv in (["-v", "doctor"], ["doctor", "-v"]):
         assert build_parser(argv).parse_args(argv).verbose is True
     assert build_parser(["doctor"]).parse_args(["doctor"]).verbose is False
+
+
+def test_convert_without_the_toolchain_is_a_one_line_error(capsys):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("TensorFlow is installed here; the device environment (.venv-tflite) runs this")
+    with pytest.raises(SystemExit) as exit_:  # parsing alone needs no toolchain
+        main(["convert", "--help"])
+    assert exit_.value.code == 0
+    capsys.readouterr()
+    assert main(["convert", "train-detector", "--voc", "."]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'maskwatch[convert]'" in err, err
