@@ -27,8 +27,9 @@ from .manifest import Manifest
 from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
 from .runtimes import load_runtime
 
-#: The shipped detector used when none is named: int8, 320 px (see models/MODEL_CARD.md).
-DEFAULT_DETECTOR = "retinaface_mnv2_320_int8.tflite"
+#: The shipped detector used when none is named: the mask-aware RetinaFace fine-tuned on street scenes,
+#: int8, 320 px (models/retinaface_mask_mnv2.md); the wheel's own detector is retinaface_mnv2_*.
+DEFAULT_DETECTOR = "retinaface_mask_mnv2_320_int8.tflite"
 #: Longest input side used by dynamic-shape (ONNX) detectors unless told otherwise.
 DEFAULT_DYNAMIC_SIZE = 640
 _HEADS = ("bbox", "landmark", "class", "mask")

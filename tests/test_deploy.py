@@ -293,7 +293,7 @@ def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
 def test_bundle_refuses_before_downloading(tmp_path):
     with pytest.raises(DeployError, match="unknown target"):
         build_bundle("linux-armv7l-py311", tmp_path)
-    with pytest.raises(DeployError, match="config uses retinaface_mnv2_320_int8.tflite"):
+    with pytest.raises(DeployError, match="config uses retinaface_mask_mnv2_320_int8.tflite"):
         build_bundle(TARGET, tmp_path, models=["retinaface_mnv2_640_int8.tflite", "mask_mnv2_96_int8.tflite"])
     assert list(tmp_path.iterdir()) == []
 
@@ -359,7 +359,7 @@ def test_bundle_contents(bundle, tmp_path):
     assert not any(w.lower().startswith(("tensorflow", "tf_keras", "keras-")) for w in wheels)
     assert all(w.endswith("-none-any.whl") or "x86_64" in w for w in wheels)
     manifest = json.loads((root / "models" / "manifest.json").read_text())
-    assert sorted(manifest["models"]) == ["mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+    assert sorted(manifest["models"]) == ["mask_mnv2_96_int8.tflite", "retinaface_mask_mnv2_320_int8.tflite"]
     listed = {line.split("  ", 1)[1] for line in (root / "SHA256SUMS").read_text().splitlines()}
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     assert listed == present
@@ -381,7 +381,7 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
                                capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
     assert installed.startswith(str(prefix / "venv")), installed   # the wheel, not this checkout
     assert sorted(p.name for p in (prefix / "models").iterdir()) == [
-        "manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+        "manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mask_mnv2_320_int8.tflite"]
     unit = (tmp_path / "units" / "maskwatch.service").read_text()
     s = unit_keys(unit)["Service"]
     assert s["ExecStart"] == [f"{prefix}/venv/bin/maskwatch run --config {tmp_path}/etc/maskwatch.toml"]
@@ -413,7 +413,7 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     assert "other models" in doctor.stdout  # the manifest's other entries, summed up in one line
     bench = [str(prefix / "venv" / "bin" / "maskwatch"), "bench", "--warmup", "1", "--repeats", "2",
              "--clip-frames", "3", "--out", str(tmp_path / "bench")]
-    done = subprocess.run(bench + ["--variants", "litert-int8-320"], env=wheel_env, capture_output=True, text=True,
+    done = subprocess.run(bench + ["--variants", "litert-int8-320-mask"], env=wheel_env, capture_output=True, text=True,
                           timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-800:]
     assert "error" not in json.loads((tmp_path / "bench" / "bench.json").read_text())["results"][0]
@@ -432,7 +432,7 @@ def test_the_wheel_holds_one_namespace_the_default_models_and_the_licence(bundle
     assert not any(n.startswith("maskwatch/__init__") for n in names)  # a namespace package
     models = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("maskwatch/models/")
                     and n.endswith((".json", ".tflite", ".onnx", ".keras")))
-    assert models == ["manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mnv2_320_int8.tflite"]
+    assert models == ["manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mask_mnv2_320_int8.tflite"]
     assert "maskwatch-0.1.0.dist-info/licenses/LICENSE" in names
     assert wheel.stat().st_size < 15e6, wheel.stat().st_size
 

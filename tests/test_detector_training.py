@@ -96,7 +96,8 @@ def test_a_face_only_detector_reads_masks_from_the_crop_alone(sample_image, tmp_
 
     detector = FaceDetector("retinaface_mnv2_320_int8.tflite")
     assert detector.labels is None and detector.detect(read_image(sample_image)).mask is None
-    assert main(["predict", str(sample_image), "--jsonl", str(tmp_path / "p.jsonl"), "--mask-rule", "product"]) == 2
+    assert main(["predict", str(sample_image), "--jsonl", str(tmp_path / "p.jsonl"), "--mask-rule", "product",
+                 "--detector", "retinaface_mnv2_320_int8.tflite"]) == 2
     err = capsys.readouterr().err.strip()
     assert "has no mask head" in err and "\n" not in err
 

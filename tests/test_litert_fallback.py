@@ -20,7 +20,8 @@ def test_falls_back_to_tflite_runtime_when_litert_is_absent():
     assert interpreter_module().__name__ == "tflite_runtime.interpreter"
 
 
-@pytest.mark.parametrize("name", ["retinaface_mnv2_320_int8.tflite", "retinaface_mnv2_320_fp32.tflite"])
+@pytest.mark.parametrize("name", ["retinaface_mask_mnv2_320_int8.tflite", "retinaface_mnv2_320_int8.tflite",
+                                  "retinaface_mnv2_320_fp32.tflite"])
 def test_shipped_detector_runs_on_tflite_runtime(name, sample_image):
     detector = FaceDetector(name, library="tflite_runtime")
     assert detector.runtime.library == "tflite_runtime"

@@ -107,7 +107,7 @@ def test_doctor_reports_and_fails_on_what_the_config_needs(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "ok   LiteRT: ai_edge_litert" in out or "ok   LiteRT: tflite_runtime" in out
-    assert "ok   model retinaface_mnv2_320_int8.tflite" in out
+    assert "ok   model retinaface_mask_mnv2_320_int8.tflite" in out
     assert main(["doctor", "--set", "detector.model=missing.tflite"]) == 1
     assert "FAIL model missing.tflite" in capsys.readouterr().out
     assert main(["doctor", "--set", "source.spec=/no/such/clip.mp4"]) == 1
