@@ -140,7 +140,7 @@ def synth_count(samples: list[FaceSample], config: TrainConfig) -> int:
     """How many incorrect masks to synthesize: ``config.synth_incorrect``, or when it is None (auto)
     none if the train side has real incorrectly worn faces, else :data:`SYNTH_WITHOUT_REAL`.
 
-    Measured on five folds (models/MODEL_CARD.md): beside the 70-odd real ones, 600 synthesized
+    Measured on five folds (docs/experiments/classifier.md): beside the real ones, synthesized
     masks lowered both recall and precision on real incorrectly worn faces; with no real one they
     are the only way the model learns the class at all.
     """

@@ -42,7 +42,7 @@ def configure(convert: argparse.ArgumentParser) -> None:
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
 
     rf = commands.add_parser("retinaface", help="the RetinaFace frozen graph to TFLite/ONNX detectors",
-                             description="Cut RetinaFace at its nine heads and export it; see README 'convert'.")
+                             description="Cut RetinaFace at its nine heads and export it; see docs/conversion.md.")
     rf.add_argument("--out", type=Path, default=Path(models_dir_default), help="models folder with manifest.json (default: %(default)s)")
     rf.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
                     help="tflite-fp32 tflite-fp16 tflite-int8 onnx-fp32 onnx-int8 (default: tflite-fp32 tflite-int8 onnx-fp32)")

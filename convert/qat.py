@@ -1,8 +1,8 @@
 """Quantization-aware fine-tuning (phase 3): the int8 file comes from a copy trained with simulated int8.
 
-Post-training int8 follows the float classifier on about 99.3 % of crops, but the crops
+Post-training int8 follows the float classifier on nearly every crop, but the crops
 it flips are mostly ``mask_weared_incorrect`` ones, whose scores sit near a class
-boundary (five folds pooled: recall 0.648 in fp32, 0.557 in post-training int8). Here a
+boundary, so that class loses recall in int8 (docs/experiments/classifier.md). Here a
 copy of the trained model with fake quantization of weights and activations (from
 tensorflow-model-optimization) is fine-tuned for a few epochs and the TFLite int8 file
 is converted from it.
@@ -11,14 +11,13 @@ What the copy learns (``distil``):
 
 * the float model's probabilities on each augmented batch (self-distillation, the
   default): the int8 file follows the float model, on new sources too. Across data
-  sets it scores like the float model (with/without F1 0.931 and 0.942 against fp32's
-  0.929 and 0.943); on the five folds it is as close to the float model as
-  post-training int8, no closer (same class on 99.25 % of crops against 99.28 %).
+  sets it scores like the float model; on the five folds it is as close to the float
+  model as post-training int8, no closer (docs/experiments/classifier.md).
 * the labels: a further fine-tune on class-tempered batches. It leans toward the rare
-  class: on the five folds incorrect-class recall 0.682 against fp32's 0.648, but on a
-  source never trained on it calls 5 to 6 times as many masked or unmasked faces
-  incorrectly worn (151 of 2,506 unseen street faces against the float model's 31),
-  and each of those is an alarm on the device.
+  class: on the five folds it finds more incorrectly worn masks than the float model,
+  but on a source never trained on it calls many more masked or unmasked faces
+  incorrectly worn than the float model does (docs/experiments/classifier.md), and
+  each of those is an alarm on the device.
 
 tensorflow-model-optimization starts every activation range at -6..6 and moves it by a
 moving average with decay 0.999, far too slowly for a fine-tune of a few hundred steps:

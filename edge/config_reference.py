@@ -40,6 +40,10 @@ def _type_name(annotation) -> str:
     if args and type(None) in args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
         return " or ".join(_type_name(a) for a in rest) + " or none"
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _type_name(args[0])
+    if typing.get_origin(annotation) is list:
+        return f"list of {_type_name(args[0])}"
     if args:
         return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", str(annotation))

@@ -63,7 +63,7 @@ def mask_rule_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="TOML config file (see README)")
+    parser.add_argument("--config", type=Path, default=None, help="TOML config file (keys: docs/configuration.md)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set tracker.vote_agree=4 (repeatable)")
 

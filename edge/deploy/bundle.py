@@ -13,12 +13,13 @@ Layout of ``maskwatch-<version>-<target>.tar.gz`` (one top folder of that name):
     config/maskwatch.toml the config given, or a commented default
     systemd/maskwatch.service  the unit for the default layout (install.sh rewrites its paths)
 
-Models: the maskwatch wheel already holds every shipped model (package ``maskwatch.models``), but the
-bundle also ships the chosen models separately; install.sh puts them in ``<prefix>/models`` and the
-unit sets ``MASKWATCH_MODELS`` there. So the models a pole runs are exactly the bundle's (a
-different detector, or a retrained classifier, is a new bundle, not a new wheel), checked twice:
-by SHA256SUMS at install and by the manifest at every start. The wheel's copies are a fallback for
-running ``maskwatch`` by hand without ``MASKWATCH_MODELS``.
+Models: the maskwatch wheel holds the default models only (package ``maskwatch.models``); the
+bundle ships the models its config names (or ``--models``), taken from the checkout's models
+folder; install.sh puts them in ``<prefix>/models`` and the unit sets ``MASKWATCH_MODELS`` there.
+So the models a pole runs are exactly the bundle's (a different detector, or a retrained
+classifier, is a new bundle, not a new wheel), checked twice: by SHA256SUMS at install and by the
+manifest at every start. The wheel's copies are a fallback for running ``maskwatch`` by hand
+without ``MASKWATCH_MODELS``.
 
 Example::
 
@@ -74,7 +75,7 @@ TARGETS = {t.name: t for t in (
 
 DEFAULT_CONFIG = """\
 # maskwatch configuration, installed by the bundle's install.sh. Every key is described in
-# edge/config.py and the README; a mistyped key is an error naming it.
+# docs/configuration.md; a mistyped key is an error naming it.
 #
 # Models: the service sets MASKWATCH_MODELS to the bundle's models folder (<prefix>/models);
 # models_dir here would override it.
