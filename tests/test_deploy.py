@@ -290,6 +290,28 @@ def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
     assert "manylinux_2_17_aarch64" in platforms and not any("x86_64" in p for p in platforms)
 
 
+def test_a_model_the_wheel_holds_is_not_copied_again(tmp_path):
+    from maskwatch.edge.deploy.bundle import add_models
+    from maskwatch.edge.manifest import Manifest, default_models_dir
+
+    shipped = Manifest.load(default_models_dir())
+    names = ["retinaface_mask_mnv2_320_int8.tflite", "retinaface_mask_mnv2_640_int8.tflite"]
+    in_wheel = {names[0]: shipped.entries[names[0]].sha256}
+    assert add_models(names, default_models_dir(), tmp_path / "m", in_wheel) == sorted(names)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.json", names[1]]
+    assert set(Manifest.load(tmp_path / "m").entries) == set(names)
+    stale = {names[0]: "0" * 64}  # a wheel holding another version of the file: the bundle carries its own
+    add_models(names, default_models_dir(), tmp_path / "n", stale)
+    assert sorted(p.name for p in (tmp_path / "n").iterdir()) == ["manifest.json", *sorted(names)]
+
+
+def test_a_bundle_gets_onnx_runtime_only_for_onnx_models():
+    from maskwatch.edge.deploy.bundle import extras_for
+
+    assert extras_for(["retinaface_mask_mnv2_320_int8.tflite", "mask_mnv2_96_int8.tflite"]) == []
+    assert extras_for(["retinaface_mask_mnv2_fp32.onnx", "mask_mnv2_96_int8.tflite"]) == ["onnx"]
+
+
 def test_bundle_refuses_before_downloading(tmp_path):
     with pytest.raises(DeployError, match="unknown target"):
         build_bundle("linux-armv7l-py311", tmp_path)
@@ -354,12 +376,16 @@ def test_bundle_contents(bundle, tmp_path):
     assert root.name == f"maskwatch-0.1.0-{TARGET}"
     wheels = sorted(p.name for p in (root / "wheels").iterdir())
     assert any(w.startswith("maskwatch-0.1.0-py3-none-any") for w in wheels)
-    for needed in ("numpy", "opencv_python_headless", "ai_edge_litert", "onnxruntime", "pydantic", "gpiozero", "paho_mqtt"):
+    for needed in ("numpy", "opencv_python_headless", "ai_edge_litert", "pydantic", "gpiozero", "paho_mqtt"):
         assert any(w.startswith(needed + "-") for w in wheels), needed
+    assert not any(w.startswith("onnxruntime") for w in wheels)  # the config's models are TFLite: no ONNX Runtime
+    assert "MW_EXTRAS=\n" in (root / "target.env").read_text()
     assert not any(w.lower().startswith(("tensorflow", "tf_keras", "keras-")) for w in wheels)
     assert all(w.endswith("-none-any.whl") or "x86_64" in w for w in wheels)
     manifest = json.loads((root / "models" / "manifest.json").read_text())
     assert sorted(manifest["models"]) == ["mask_mnv2_96_int8.tflite", "retinaface_mask_mnv2_320_int8.tflite"]
+    # the default models are in the wheel already: the bundle carries them once, there
+    assert sorted(p.name for p in (root / "models").iterdir()) == ["manifest.json"]
     listed = {line.split("  ", 1)[1] for line in (root / "SHA256SUMS").read_text().splitlines()}
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS"}
     assert listed == present
@@ -447,7 +473,7 @@ def test_tampered_or_added_file_stops_install(bundle, tmp_path, capsys):
     assert done.returncode != 0 and "wheels/evil-1.0-py3-none-any.whl" in done.stderr, done.stderr
     extra.unlink()
 
-    model = root / "models" / "mask_mnv2_96_int8.tflite"
+    model = next((root / "wheels").glob("maskwatch-*.whl"))  # the default models travel inside it
     with open(model, "r+b") as fh:
         fh.seek(1000)
         byte = fh.read(1)
@@ -457,7 +483,7 @@ def test_tampered_or_added_file_stops_install(bundle, tmp_path, capsys):
     done = subprocess.run([str(root / "install.sh")], env=env, capture_output=True, text=True, timeout=120)
     timed("install.sh refusing a tampered bundle", started)
     assert done.returncode != 0
-    assert "checksum mismatch: models/mask_mnv2_96_int8.tflite" in done.stderr, done.stderr
+    assert f"checksum mismatch: wheels/{model.name}" in done.stderr, done.stderr
     assert "nothing installed" in done.stderr
     assert not (tmp_path / "prefix").exists() and not (tmp_path / "units").exists()
     with capsys.disabled():

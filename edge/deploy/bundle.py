@@ -144,19 +144,39 @@ def build_wheel(source: Path, wheels: Path, scratch: Path) -> Path:
     return built[0]
 
 
-def download_dependencies(target: Target, own_wheel: Path, wheels: Path) -> None:
-    """The runtime dependencies of ``own_wheel`` (no extras: no TensorFlow) as wheels for the target."""
+def extras_for(models: list[str]) -> list[str]:
+    """The runtime extras the bundled models need: ``onnx`` for an .onnx file (LiteRT is always in)."""
+    return ["onnx"] if any(Path(m).suffix == ".onnx" for m in models) else []
+
+
+def download_dependencies(target: Target, own_wheel: Path, wheels: Path, extras: list[str] = ()) -> None:
+    """The runtime dependencies of ``own_wheel`` with ``extras`` (never ``convert``: no TensorFlow) as
+    wheels for the target."""
     platforms = [arg for tag in target.platforms for arg in ("--platform", tag)]
+    requirement = f"maskwatch[{','.join(extras)}] @ {own_wheel.resolve().as_uri()}" if extras else str(own_wheel)
     _pip(["download", "--dest", str(wheels), "--only-binary=:all:", "--implementation", "cp",
-          "--python-version", target.python, *platforms, str(own_wheel)],
+          "--python-version", target.python, *platforms, requirement],
          f"downloading wheels for {target.name} (needs the package index)")
     forbidden = [p.name for p in wheels.glob("*.whl") if p.name.split("-")[0].lower() in FORBIDDEN]
     if forbidden:
         raise DeployError(f"the wheelhouse for {target.name} pulled in {forbidden[0]}: a device never gets TensorFlow")
 
 
-def add_models(names: list[str], models_src: Path, dest: Path) -> list[str]:
-    """Copy each named model (hash checked) and write a manifest holding only their entries."""
+def wheel_models(wheel: Path) -> dict[str, str]:
+    """The model files inside a maskwatch wheel (package ``maskwatch.models``): name -> sha256."""
+    import hashlib
+    import zipfile
+
+    prefix = "maskwatch/models/"
+    with zipfile.ZipFile(wheel) as zf:
+        return {n[len(prefix):]: hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()
+                if n.startswith(prefix) and "/" not in n[len(prefix):] and n.endswith((".tflite", ".onnx"))}
+
+
+def add_models(names: list[str], models_src: Path, dest: Path, in_wheel: dict[str, str] | None = None) -> list[str]:
+    """Write a manifest holding the named models' entries, and copy each model (hash checked) that
+    the bundle's wheel does not already hold byte for byte (``in_wheel``: name -> sha256), so no
+    model travels twice; install.sh takes those from the installed wheel."""
     from ..manifest import Manifest
 
     manifest = Manifest.load(models_src)
@@ -165,7 +185,8 @@ def add_models(names: list[str], models_src: Path, dest: Path) -> list[str]:
     for name in names:
         path, entry = manifest.resolve(name)
         entries[entry.file] = entry
-        shutil.copyfile(path, dest / entry.file)
+        if (in_wheel or {}).get(entry.file) != entry.sha256:
+            shutil.copyfile(path, dest / entry.file)
     Manifest(dest, entries).save()
     return sorted(entries)
 
@@ -218,6 +239,11 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
         if Path(needed).name not in shipped:
             raise DeployError(f"the config uses {needed} but the bundle ships only {', '.join(sorted(shipped))}; "
                               "add it to --models")
+    models_src = config.models_dir or default_models_dir()
+    from ..manifest import Manifest
+
+    for model in names:  # an unknown or broken model fails now, before the wheel is built
+        Manifest.load(models_src).resolve(model)
     source = Path(source) if source else source_tree()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,11 +256,12 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
         root = scratch / name
         wheels = root / "wheels"
         wheels.mkdir(parents=True)
-        model_files = add_models(names, config.models_dir or default_models_dir(), root / "models")
-        t = _step("models", t, timings)
         own = build_wheel(source, wheels, scratch)
         t = _step("maskwatch wheel", t, timings)
-        download_dependencies(target, own, wheels)
+        model_files = add_models(names, models_src, root / "models", wheel_models(own))
+        t = _step("models", t, timings)
+        extras = extras_for(names)
+        download_dependencies(target, own, wheels, extras)
         t = _step("dependency wheels", t, timings)
         (root / "config").mkdir()
         (root / "config" / "maskwatch.toml").write_text(config_text)
@@ -242,11 +269,12 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
         (root / "systemd" / "maskwatch.service").write_text(render_unit(UnitSettings()))
         write_install_script(root)
         (root / "target.env").write_text(f"MW_VERSION={__version__}\nMW_TARGET={target.name}\n"
-                                         f"MW_PYTHON={target.python}\nMW_MACHINE={target.machine}\n")
+                                         f"MW_PYTHON={target.python}\nMW_MACHINE={target.machine}\n"
+                                         f"MW_EXTRAS={','.join(extras)}\n")
         wheel_names = sorted(p.name for p in wheels.glob("*.whl"))
         (root / "bundle.json").write_text(json.dumps({
             "maskwatch": __version__, "target": target.name, "python": target.python, "machine": target.machine,
-            "platforms": target.platforms, "wheels": wheel_names, "models": model_files,
+            "platforms": target.platforms, "wheels": wheel_names, "models": model_files, "extras": extras,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
         write_sums(root)

@@ -88,18 +88,33 @@ if [ ! -x "$PREFIX/venv/bin/python" ]; then
     "$PYTHON" -m venv "$PREFIX/venv" || die "could not create $PREFIX/venv (Debian: apt install python3-venv)"
 fi
 PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$PREFIX/venv/bin/python" -m pip install --quiet --no-index --find-links "$here/wheels" "maskwatch==$MW_VERSION" \
+    "$PREFIX/venv/bin/python" -m pip install --quiet --no-index --find-links "$here/wheels" \
+        "maskwatch${MW_EXTRAS:+[$MW_EXTRAS]}==$MW_VERSION" \
     || die "pip could not install maskwatch $MW_VERSION from $here/wheels"
 say "installed maskwatch $MW_VERSION into $PREFIX/venv"
 
 # 4. Models (replaced as a whole), state folder, config (an existing one is kept).
+#    A model the wheel already holds is not in the bundle twice: it is taken from the installed wheel
+#    (the runtime checks every model's sha256 against the bundle's manifest at each start).
 rm -rf "$PREFIX/models.new"
 mkdir -p "$PREFIX/models.new"
 cp models/* "$PREFIX/models.new/"
+"$PREFIX/venv/bin/python" - models "$PREFIX/models.new" <<'PY' || die "could not take the wheel's models"
+import json, shutil, sys
+from pathlib import Path
+
+import maskwatch.models
+
+bundled, dest = Path(sys.argv[1]), Path(sys.argv[2])
+wheel = Path(maskwatch.models.__file__).parent
+for entry in json.loads((bundled / "manifest.json").read_text())["models"].values():
+    if not (bundled / entry["file"]).exists():
+        shutil.copyfile(wheel / entry["file"], dest / entry["file"])
+PY
 chmod 644 "$PREFIX/models.new/"*
 rm -rf "$PREFIX/models"
 mv "$PREFIX/models.new" "$PREFIX/models"
-say "models in $PREFIX/models: $(cd models && ls | tr '\n' ' ')"
+say "models in $PREFIX/models: $(cd "$PREFIX/models" && ls | tr '\n' ' ')"
 mkdir -p "$STATE_DIR" "$(dirname "$CONFIG")"
 sed "s|/var/lib/maskwatch|$STATE_DIR|g" config/maskwatch.toml >"$work/config"
 if [ -f "$CONFIG" ] && ! cmp -s "$work/config" "$CONFIG"; then

@@ -20,7 +20,8 @@ class OnnxRuntime:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeUnavailable("ONNX Runtime is not installed: pip install onnxruntime") from None
+            raise RuntimeUnavailable("ONNX Runtime is not installed: pip install 'maskwatch[onnx]' "
+                                     "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
         available = ort.get_available_providers()
         if providers:
             missing = [p for p in providers if p not in available]
