@@ -18,7 +18,7 @@ from .detector import FaceDetector
 from .events import open_sinks, status_event
 from .pipeline import Pipeline
 from .postprocess import PostprocessSettings
-from .preview import open_preview
+from .preview import VideoPreview, open_preview
 from .sample import SampleClip
 from .signal import Indicator
 from .sources import Threaded, open_source, with_reconnect
@@ -87,6 +87,16 @@ def build_source(config: Config, pipeline: Pipeline | None = None, stop: threadi
                     stop=stop, on_wait=on_wait)
 
 
+def source_fps(source) -> float | None:
+    """The frame rate a source reports, looked for through its wrappers (threaded, reconnecting)."""
+    for _ in range(4):
+        rate = getattr(source, "fps", None)
+        if isinstance(rate, (int, float)) and 0 < rate <= 240:
+            return float(rate)
+        source = getattr(source, "source", None)
+    return None
+
+
 def run(config: Config, max_frames: int | None = None, print_events: bool = False, on_frame=None):
     """Run until the source ends, ``max_frames``, SIGTERM or SIGINT; lights off and sinks closed on the way out."""
     stop = threading.Event()
@@ -104,6 +114,8 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
     try:
         with build_pipeline(config, print_events) as pipeline:
             with build_source(config, pipeline, stop=stop, on_wait=waiting) as source:
+                if isinstance(pipeline.preview, VideoPreview) and pipeline.preview.fps is None:
+                    pipeline.preview.fps = source_fps(source)  # a file preview plays at the source's speed
                 watchdog.ready(f"running on {config.source.spec}")
 
                 def frame_done(result):

@@ -94,7 +94,8 @@ class EventsConfig(_Section):
 class PreviewConfig(_Section):
     target: str | None = Field(None, description="annotated video file, or http://HOST:PORT for MJPEG")
     password: str | None = Field(None, description="required when the MJPEG preview listens off localhost")
-    fps: float = Field(15.0, gt=0, description="frame rate written to a preview video file")
+    fps: float | None = Field(None, gt=0, le=240, description="frame rate written to a preview video file "
+                                                             "(default: the source's own rate, else 15)")
 
 
 class PrivacyConfig(_Section):

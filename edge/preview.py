@@ -41,10 +41,16 @@ def annotate(image: np.ndarray, tracks, state: str, fps: float) -> np.ndarray:
     return out
 
 
-class VideoPreview:
-    """Writes annotated frames to a video file (mp4v for .mp4, MJPG for .avi)."""
+#: Frame rate of a preview file when neither the config nor the source gives one.
+DEFAULT_PREVIEW_FPS = 15.0
 
-    def __init__(self, path: str | Path, fps: float = 15.0):
+
+class VideoPreview:
+    """Writes annotated frames to a video file (mp4v for .mp4, MJPG for .avi; browsers play neither:
+    ``ffmpeg -i preview.mp4 -c:v libx264 preview-h264.mp4``). ``fps`` None: set ``fps`` before the
+    first frame (the runtime gives it the source's rate), else :data:`DEFAULT_PREVIEW_FPS`."""
+
+    def __init__(self, path: str | Path, fps: float | None = None):
         self.path, self.fps, self._writer = Path(path), fps, None
 
     def show(self, frame, faces, tracks, state: str, fps: float) -> None:
@@ -52,7 +58,8 @@ class VideoPreview:
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (image.shape[1], image.shape[0]))
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps or DEFAULT_PREVIEW_FPS,
+                                           (image.shape[1], image.shape[0]))
             if not self._writer.isOpened():
                 raise ConfigError(f"{self.path}: OpenCV cannot write this video file")
         self._writer.write(image)
@@ -126,7 +133,7 @@ class MjpegPreview:
             self._server = None
 
 
-def open_preview(target: str | None, password: str | None = None, fps: float = 15.0):
+def open_preview(target: str | None, password: str | None = None, fps: float | None = None):
     """``None``, a video file path, or ``http://HOST:PORT`` (MJPEG server)."""
     if not target:
         return None

@@ -147,3 +147,20 @@ def test_run_tells_systemd_it_is_ready_and_alive(tmp_path, monkeypatch):
         server.close()
     text = "\n".join(messages)
     assert "READY=1" in text and "WATCHDOG=1" in text and "STOPPING=1" in text
+
+
+def test_a_file_preview_plays_at_the_source_frame_rate(data, tmp_path):
+    import cv2
+
+    clip = data / "videos" / "916241958_opencv_mask_detection__mask.mp4"
+    source_fps = cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS)
+    preview = tmp_path / "preview.mp4"
+    config = load_config(None, {"source.spec": str(clip), "signal.backend": "mock", "preview.target": str(preview)})
+    stats = run(config, max_frames=40)
+    written = cv2.VideoCapture(str(preview))
+    assert stats.frames == 40 and abs(written.get(cv2.CAP_PROP_FPS) - source_fps) < 0.5, source_fps
+    assert written.get(cv2.CAP_PROP_FRAME_COUNT) == 40
+    fixed = tmp_path / "fixed.mp4"
+    run(load_config(None, {"source.spec": str(clip), "signal.backend": "mock", "preview.target": str(fixed),
+                           "preview.fps": 10}), max_frames=10)
+    assert abs(cv2.VideoCapture(str(fixed)).get(cv2.CAP_PROP_FPS) - 10) < 0.5
