@@ -201,18 +201,28 @@ def _train_classifier(args: argparse.Namespace) -> int:
                             crops=[] if (folder / "annotations").is_dir() else [folder], input_size=config.input_size,
                             voc_boxes=config.voc_boxes)
         also[folder.name] = load_samples(extra)[0]
+    from .classifier_export import SHORT
+
+    sidecar = f"training/mask_{SHORT[config.backbone]}_{config.input_size}.json"
     names = export(model, config, samples, args.out, args.formats, datasets=[Path(d).name for d in datasets],
-                   training={"history": history, "config": {k: str(v) for k, v in vars(config).items()}},
-                   also_score=also, int8_model=aware)
+                   training={"config": {k: str(v) for k, v in vars(config).items()}, "epochs": len(history),
+                             "history": sidecar}, also_score=also, int8_model=aware)
+    _write_history(args.out / sidecar, history)
     for name in names:
         print(args.out / name)
     return 0
 
 
-def _train_detector(args: argparse.Namespace) -> int:
-    _require_toolchain()
+def _write_history(path: Path, history) -> None:
+    """The per-epoch history beside the models, in training/ (which the wheel does not carry)."""
     import json
 
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(history, indent=1, default=str) + "\n")
+
+
+def _train_detector(args: argparse.Namespace) -> int:
+    _require_toolchain()
     from .detector_export import DEFAULT_FORMATS, DEFAULT_SIZES, export_detector
     from .detector_train import DetectorTrainConfig, load_scenes, train_detector
     from .formats import check_request
@@ -234,11 +244,10 @@ def _train_detector(args: argparse.Namespace) -> int:
     model, history = train_detector(config, scenes, parse_graph_def(data))
     if args.keras_out:
         model.save(args.keras_out)
+    sidecar = "training/retinaface_mask_mnv2.json"
     names = export_detector(model, scenes, args.out, formats, sizes, datasets=[p.name for p in args.voc],
-                            training=history, graph_sha256=digest)
-    sidecar = args.out / "training" / "retinaface_mask_mnv2.json"  # per-epoch history; not in the wheel
-    sidecar.parent.mkdir(parents=True, exist_ok=True)
-    sidecar.write_text(json.dumps(history, indent=1, default=str) + "\n")
+                            training={**history, "history": sidecar}, graph_sha256=digest)
+    _write_history(args.out / sidecar, history)
     for name in names:
         print(args.out / name)
     return 0

@@ -1,4 +1,5 @@
 """Training end to end on a small real subset, export parity Keras / TFLite / ONNX."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -305,7 +306,9 @@ def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypat
             "--steps-per-epoch", "1"]
     assert main(argv) == 0
     entry = Manifest.load(tmp_path).entries["mask_mnv2_64_fp32.tflite"]
-    assert [h["phase"] for h in entry.source["training"]["history"]] == ["head", "finetune"]
+    assert entry.source["training"]["history"] == "training/mask_mnv2_64.json" and entry.source["training"]["epochs"] == 2
+    history = json.loads((tmp_path / "training" / "mask_mnv2_64.json").read_text())  # the sidecar, not in the wheel
+    assert [h["phase"] for h in history] == ["head", "finetune"]
     # --synth-incorrect auto: web crops alone have no incorrectly worn face, so some were made; the number is recorded
     from maskwatch.convert.classifier_train import SYNTH_WITHOUT_REAL
 

@@ -213,6 +213,7 @@ def test_training_exports_files_the_runtime_reads_mask_states_from(trained, samp
         assert entry.labels == ["with_mask", "without_mask", "mask_weared_incorrect"]
         assert entry.source["base"]["sha256"].startswith("cf242e86") and entry.source["trained_on"] == ["andrewmvd"]
         assert "epochs" not in entry.source["training"]  # per-epoch history stays in the sidecar
+        assert entry.source["training"]["history"] == "training/retinaface_mask_mnv2.json"
         assert 0 <= entry.metrics["val"]["face_ap"] <= 1
         detector = FaceDetector(trained / name, input_size=320)
         faces = detector.detect(read_image(sample_image))
