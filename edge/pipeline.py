@@ -80,6 +80,13 @@ class Pipeline:
     def _track_event(self, kind: str, track: Track) -> None:
         self._publish(track_event(kind, track.id, track.label, round(track.label_score, 4), device_id=self.device_id))
 
+    def _end_tracks(self) -> None:
+        """Every track ends: an ``end`` event for each that had a label, then none is left."""
+        for track in list(self.tracker.tracks.values()):
+            if track.label is not None:
+                self._track_event("end", track)
+        self.tracker.tracks.clear()
+
     def tick(self, now: float | None = None) -> None:
         """Called while no frame arrives (a stalled or lost camera, a reconnect back-off).
 
@@ -93,10 +100,7 @@ class Pipeline:
             return
         if not self._stale:
             self._stale = True
-            for track in list(self.tracker.tracks.values()):
-                if track.label is not None:
-                    self._track_event("end", track)
-            self.tracker.tracks.clear()
+            self._end_tracks()
             log.warning("no frame for %.1f s: tracks ended, outputs idle", now - self._last_frame)
             self._publish(status_event("no_frames", device_id=self.device_id,
                                        detail=f"no frame for {now - self._last_frame:.1f} s; outputs idle"))
@@ -153,7 +157,8 @@ class Pipeline:
 
         self.crops_dir.mkdir(parents=True, exist_ok=True)
         name = f"{self.device_id}_f{frame.index:07d}_t{track.id}_{label}.jpg"
-        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, getattr(self.classifier, "margin", 0.2)))
+        margin = getattr(self.classifier, "margin", 0.2)  # no classifier with the rule "detector"
+        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, margin))
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""
@@ -174,10 +179,7 @@ class Pipeline:
             return
         self._closed = True
         try:
-            for track in list(self.tracker.tracks.values()):
-                if track.label is not None:
-                    self._track_event("end", track)
-            self.tracker.tracks.clear()
+            self._end_tracks()
         finally:
             for part in (self.indicator, self.events, self.preview):
                 if part is not None:
