@@ -24,7 +24,11 @@ def _litert():
 
 
 def _onnxruntime():
-    ort = importlib.import_module("onnxruntime")
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        raise RuntimeError("not installed: pip install 'maskwatch[onnx]' for the .onnx models "
+                           "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
     return f"{ort.__version__}, providers: {', '.join(ort.get_available_providers())}"
 
 
