@@ -11,11 +11,12 @@ import signal as signals
 import threading
 
 from .classifier import MaskClassifier
-from .mask_state import MaskReader
 from .config import SAMPLE_SOURCE, Config
 from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
+from .errors import InputError
 from .events import open_sinks, status_event
+from .mask_state import MaskReader
 from .pipeline import Pipeline
 from .postprocess import PostprocessSettings
 from .preview import VideoPreview, open_preview
@@ -123,7 +124,11 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
                     if on_frame:
                         on_frame(result)
 
-                return pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=frame_done)
+                stats = pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=frame_done)
+                if stats.frames == 0 and not source.live and max_frames != 0 and not stop.is_set():
+                    raise InputError(f"{config.source.spec}: no frame could be read (an empty, truncated or "
+                                     "unsupported video, or no images)")
+                return stats
     finally:
         watchdog.stopping()
         for sig, handler in previous.items():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import tomllib
+from urllib.parse import urlparse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -96,6 +97,20 @@ class PreviewConfig(_Section):
     password: str | None = Field(None, description="required when the MJPEG preview listens off localhost")
     fps: float | None = Field(None, gt=0, le=240, description="frame rate written to a preview video file "
                                                              "(default: the source's own rate, else 15)")
+
+    @model_validator(mode="after")
+    def _target_is_a_file_or_http(self):
+        target = self.target or ""
+        if "://" in target and not target.startswith("http://"):
+            raise ValueError(f"target {target!r}: give a video file path or http://HOST:PORT (MJPEG; no TLS)")
+        if target.startswith("http://"):
+            try:
+                port = urlparse(target).port
+            except ValueError:
+                port = 0
+            if port == 0:
+                raise ValueError(f"target {target!r}: the port must be 1 to 65535")
+        return self
 
 
 class PrivacyConfig(_Section):

@@ -104,7 +104,10 @@ class MjpegPreview:
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:  # the port in use, or an address this host does not have
+            raise ConfigError(f"preview http://{host}:{port}/: cannot listen there ({exc.strerror or exc})") from None
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-preview", daemon=True)

@@ -441,3 +441,34 @@ def test_bad_mqtt_brokers_are_one_line_usage_errors(text, capsys):
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--mqtt" in last and "Traceback" not in last, last
+
+
+@pytest.mark.parametrize("target, named", [("https://0.0.0.0:8443", "https://"), ("rtsp://x", "rtsp://"),
+                                           ("http://127.0.0.1:70000", "port"), ("http://127.0.0.1:0", "port")])
+def test_preview_targets_that_are_neither_a_file_nor_http_are_refused(target, named):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {"preview.target": target})
+    assert_one_line(err.value, named)
+
+
+def test_a_preview_port_in_use_is_a_one_line_error():
+    import socket as sockets
+
+    from maskwatch.edge.preview import open_preview
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ConfigError) as err:
+            open_preview(f"http://127.0.0.1:{taken.getsockname()[1]}")
+    assert_one_line(err.value, "cannot listen there")
+
+
+@pytest.mark.parametrize("name", ["../x.service", "/etc/systemd/system/evil.service", "maskwatch", "a b.service"])
+def test_service_names_that_are_paths_are_refused(name, capsys):
+    from maskwatch.edge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["service", "install", "--dry-run", "--name", name])
+    assert exit_.value.code == 2
+    assert "--name" in capsys.readouterr().err.strip().splitlines()[-1]

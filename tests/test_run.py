@@ -164,3 +164,15 @@ def test_a_file_preview_plays_at_the_source_frame_rate(data, tmp_path):
     run(load_config(None, {"source.spec": str(clip), "signal.backend": "mock", "preview.target": str(fixed),
                            "preview.fps": 10}), max_frames=10)
     assert abs(cv2.VideoCapture(str(fixed)).get(cv2.CAP_PROP_FPS) - 10) < 0.5
+
+
+def test_a_video_with_no_readable_frame_is_a_one_line_error_not_a_silent_success(tmp_path, capsys):
+    import cv2
+
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48)).release()  # opens, holds no frame
+    code = main(["run", "--source", str(empty), "--gpio", "mock"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err[-1] == (f"maskwatch: error: {empty}: no frame could be read (an empty, truncated or unsupported "
+                       "video, or no images)"), err[-1]

@@ -138,6 +138,18 @@ def _run(command: list[str]) -> None:
         raise DeployError(f"{' '.join(command)} failed (exit {done.returncode}): {detail[-1] if detail else 'no output'}")
 
 
+def unit_name(text: str) -> str:
+    """argparse type: a plain systemd service name (``maskwatch.service``, ``maskwatch-gate2.service``),
+    never a path, so --name cannot write outside the unit folder."""
+    import argparse
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\.service", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a unit name like maskwatch.service (letters, digits, "
+                                         "'_', '.', '@', '-'; no '/')")
+    return text
+
+
 def install(settings: UnitSettings, unit_dir: Path = UNIT_DIR, name: str = UNIT_NAME,
             dry_run: bool = False, start: bool = True) -> Path:
     """Write the unit, then ``systemctl daemon-reload`` and ``enable --now`` (unless ``start`` is False).
@@ -218,7 +230,7 @@ def configure(service: argparse.ArgumentParser) -> None:
                          help="the one writable folder: events, spool (default: %(default)s)")
     service.add_argument("--groups", nargs="+", default=list(GROUPS), help="supplementary groups (default: %(default)s)")
     service.add_argument("--watchdog-sec", type=int, default=WATCHDOG_SEC, help="WatchdogSec (default: %(default)s)")
-    service.add_argument("--name", default=UNIT_NAME, help="unit name (default: %(default)s)")
+    service.add_argument("--name", type=unit_name, default=UNIT_NAME, help="unit name (default: %(default)s)")
     service.add_argument("--dry-run", action="store_true", help="print the unit and the systemctl commands; change nothing")
     service.add_argument("--no-start", action="store_true", help="write or remove the unit only; run no systemctl command")
     service.set_defaults(handler=main_args)
