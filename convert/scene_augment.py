@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from maskwatch.edge.image import stretch
