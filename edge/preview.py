@@ -70,23 +70,82 @@ class VideoPreview:
             self._writer = None
 
 
-class MjpegPreview:
-    """Serves the latest annotated frame as an MJPEG stream at ``http://HOST:PORT/``."""
+#: Seconds a preview client gets for each read or write (the request line, each header, each frame).
+REQUEST_TIMEOUT_S = 10.0
+#: Preview clients served at once; one more gets 503 and is closed, without a thread.
+MAX_CLIENTS = 8
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 10\r\n"
+         b"Connection: close\r\n\r\ntoo many preview clients\n")
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, password: str | None = None, quality: int = 80):
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per client, at most ``max_clients`` of them; past that the client gets 503 from the
+    accepting thread and is closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_clients: int):
+        self._slots, self._full = threading.BoundedSemaphore(max_clients), False
+        self.max_clients = max_clients
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            if not self._full:
+                log.warning("preview: %d clients already connected; refusing more with 503", self.max_clients)
+            self._full = True
+            try:
+                request.setblocking(False)   # a few bytes into an empty send buffer: never waits
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        self._full = False
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _credentials(header: str) -> bytes | None:
+    """The token of an ``Authorization: Basic TOKEN`` header; the scheme in any case (RFC 7235)."""
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip().encode("latin-1", "replace") if scheme.lower() == "basic" else None
+
+
+class MjpegPreview:
+    """Serves the latest annotated frame as an MJPEG stream at ``http://HOST:PORT/``.
+
+    Each client has ``request_timeout`` seconds for every read and write (an idle connection that sends
+    no request, or stops reading the stream, is closed then); at most ``max_clients`` are served at once
+    and one more gets ``503``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, password: str | None = None, quality: int = 80,
+                 request_timeout: float = REQUEST_TIMEOUT_S, max_clients: int = MAX_CLIENTS):
         if host not in LOCAL_HOSTS and not password:
             raise ConfigError(f"preview on {host}: a password is required off localhost (preview.password)")
         self.quality, self._jpeg, self._ready = quality, None, threading.Condition()
-        expected = ("Basic " + base64.b64encode(f"maskwatch:{password}".encode()).decode()).encode() if password else None
+        expected = base64.b64encode(f"maskwatch:{password}".encode()) if password else None
         preview = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = request_timeout       # StreamRequestHandler sets it on the socket: every recv and send
+
             def log_message(self, *args):
                 pass
 
             def do_GET(self):
-                given = self.headers.get("Authorization", "").encode("latin-1", "replace")
-                if expected and not hmac.compare_digest(given, expected):
+                given = _credentials(self.headers.get("Authorization", ""))
+                if expected and not (given is not None and hmac.compare_digest(given, expected)):
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="maskwatch"')
                     self.end_headers()
@@ -101,14 +160,13 @@ class MjpegPreview:
                             return
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
                         self.wfile.write(jpeg + b"\r\n")
-                except (BrokenPipeError, ConnectionResetError):
+                except OSError:                  # gone, reset, or not reading for request_timeout
                     return
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _BoundedServer((host, port), Handler, max_clients)
         except OSError as exc:  # the port in use, or an address this host does not have
             raise ConfigError(f"preview http://{host}:{port}/: cannot listen there ({exc.strerror or exc})") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="mjpeg-preview", daemon=True)
         self._thread.start()

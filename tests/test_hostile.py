@@ -7,16 +7,26 @@ server, ``/dev/full`` (and a small tmpfs where mounting is allowed) under the JS
 """
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
+from base64 import b64encode
+from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conftest import free_port
 from maskwatch.edge.deploy import service
 from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.preview import MjpegPreview
+from maskwatch.edge.sources import Frame
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 MASKWATCH = str(Path(sys.executable).parent / "maskwatch")          #: the installed console script
@@ -171,3 +181,88 @@ def test_the_runtimes_need_no_writable_executable_memory(model, tmp_path):
         pytest.skip("PR_SET_MDWE is not available (Linux before 6.3)")
     assert done.returncode == 0, done.stderr
     assert '"faces": [{' in done.stdout
+
+
+# ---------------------------------------------------------------- the MJPEG preview server
+
+HOST = "127.0.0.1"
+
+
+def idle_client(port: int) -> socket.socket:
+    """A connection that never sends its request."""
+    return socket.create_connection((HOST, port), timeout=10)
+
+
+def show_frames(preview: MjpegPreview, stop: threading.Event) -> None:
+    image = np.full((48, 64, 3), 90, np.uint8)
+    while not stop.wait(0.05):
+        preview.show(Frame(image=image, index=0, timestamp=time.monotonic(), source="test"), [], [], "idle", 15.0)
+
+
+def served(port: int, auth: str | None = None) -> tuple[int, bytes]:
+    """Status and the first bytes of the body (the first MJPEG part when 200)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Authorization": auth} if auth else {})
+        response = conn.getresponse()
+        return response.status, response.read(64) if response.status != 200 else response.readline()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def camera():
+    """Starts showing frames on a preview until the test ends."""
+    stop, threads = threading.Event(), []
+
+    def start(preview: MjpegPreview) -> MjpegPreview:
+        threads.append(threading.Thread(target=show_frames, args=(preview, stop), daemon=True))
+        threads[-1].start()
+        return preview
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+
+
+def test_idle_preview_connections_are_closed_after_the_request_timeout(camera):
+    preview = camera(MjpegPreview(host=HOST, port=free_port(), request_timeout=0.5, max_clients=8))
+    try:
+        with ExitStack() as stack:
+            idle = [stack.enter_context(idle_client(preview.port)) for _ in range(8)]
+            for conn in idle:                            # the server hangs up: EOF, not our 10 s timeout
+                assert conn.recv(1) == b""
+        status, first = served(preview.port)
+        assert (status, first) == (200, b"--frame\r\n")
+    finally:
+        preview.close()
+
+
+def test_preview_clients_past_the_cap_get_503_and_the_pole_still_serves(camera):
+    preview = camera(MjpegPreview(host=HOST, port=free_port(), request_timeout=60, max_clients=3))
+    try:
+        with ExitStack() as stack:
+            idle = [stack.enter_context(idle_client(preview.port)) for _ in range(3)]
+            for _ in range(5):                           # every slot held: refused at once, not queued
+                status, body = served(preview.port)
+                assert (status, body) == (503, b"too many preview clients\n")
+            idle[0].close()                              # one leaves: its slot comes back
+            deadline = time.monotonic() + 10
+            while (status := served(preview.port)[0]) == 503 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert status == 200
+    finally:
+        preview.close()
+
+
+def test_preview_basic_scheme_is_case_insensitive(camera):
+    preview = camera(MjpegPreview(host=HOST, port=free_port(), password="s3cret"))
+    token = b64encode(b"maskwatch:s3cret").decode()
+    try:
+        for scheme in ("Basic", "basic", "BASIC", "bAsIc"):
+            assert served(preview.port, f"{scheme} {token}") == (200, b"--frame\r\n"), scheme
+        for auth in (f"basic {b64encode(b'maskwatch:wrong').decode()}", f"Bearer {token}", token, "basic"):
+            assert served(preview.port, auth)[0] == 401, auth
+    finally:
+        preview.close()
