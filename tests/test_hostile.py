@@ -7,7 +7,11 @@ server, ``/dev/full`` (and a small tmpfs where mounting is allowed) under the JS
 """
 from __future__ import annotations
 
+import errno
 import http.client
+import json
+import logging
+import os
 import re
 import shutil
 import socket
@@ -25,6 +29,7 @@ import pytest
 from conftest import free_port
 from maskwatch.edge.deploy import service
 from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.events import JsonlConfig, JsonlSink, track_event
 from maskwatch.edge.preview import MjpegPreview
 from maskwatch.edge.sources import Frame
 
@@ -132,7 +137,7 @@ def test_unit_hardening_exposure(tmp_path):
                  "ProtectProc=invisible", "MemoryMax=1G", "MemoryDenyWriteExecute=yes", "DevicePolicy=closed",
                  "DeviceAllow=char-gpiochip rw", "DeviceAllow=char-video4linux rw", "DeviceAllow=char-dma_heap rw"):
         assert line in text.splitlines(), line
-    assert "ProcSubset=pid" not in text          # gpiozero reads the Pi's revision from /proc/device-tree, /proc/cpuinfo
+    assert "ProcSubset=pid" not in text.splitlines()   # gpiozero reads the Pi's revision from /proc/device-tree, /proc/cpuinfo
 
 
 @needs_systemd_analyze
@@ -266,3 +271,125 @@ def test_preview_basic_scheme_is_case_insensitive(camera):
             assert served(preview.port, auth)[0] == 401, auth
     finally:
         preview.close()
+
+
+# ---------------------------------------------------------------- the JSONL event log on a full disk
+
+def events(n: int, start: int = 0) -> list[dict]:
+    return [track_event("new", start + i, "with_mask", 0.97, device_id="pole-12") for i in range(n)]
+
+
+def warnings_about(caplog, path: Path) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and str(path) in r.getMessage()]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="/dev/full absent")
+def test_jsonl_on_dev_full_counts_losses_and_never_raises(caplog):
+    caplog.set_level(logging.INFO, "maskwatch.edge.events.jsonl")
+    sink = JsonlSink(JsonlConfig(path="/dev/full", max_bytes=100))  # never rotated: /dev/full is no regular file
+    for event in events(20):
+        sink.publish(event)
+    assert (sink.lost, sink.written) == (20, 0)
+    assert warnings_about(caplog, Path("/dev/full")) == [
+        "/dev/full: cannot write events (No space left on device); counting the ones lost and trying again "
+        "with each event"]
+    sink.close()
+    assert warnings_about(caplog, Path("/dev/full"))[-1] == "/dev/full: 20 events could not be written"
+    assert os.path.exists("/dev/full") and not os.path.exists("/dev/full.1")
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (root with CAP_SYS_ADMIN only)."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    mount = shutil.which("mount")
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True) if mount and os.geteuid() == 0 else None
+    if done is None or done.returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here (needs root with CAP_SYS_ADMIN): "
+                    + (done.stderr.strip() if done else "not root or no mount(8)"))
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system under ``folder`` until at most ``leave`` bytes are free."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+                if free <= leave:
+                    break
+                f.write(b"\0" * min(4096, free - leave))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_jsonl_on_a_full_tmpfs_loses_some_keeps_going_and_resumes(tiny_tmpfs, caplog):
+    caplog.set_level(logging.INFO, "maskwatch.edge.events.jsonl")
+    path = tiny_tmpfs / "events.jsonl"
+    filler = fill(tiny_tmpfs, leave=8192)          # room for a few dozen lines, then full mid-line
+    sink = JsonlSink(JsonlConfig(path=path))
+    for event in events(200):
+        sink.publish(event)
+    assert sink.lost > 0 and sink.written > 0 and sink.lost + sink.written == 200
+    full = [json.loads(line) for line in path.read_text().splitlines()]   # no torn line: every one parses
+    assert [e["track_id"] for e in full] == list(range(sink.written))
+    assert len(warnings_about(caplog, path)) == 1
+    filler.unlink()                               # space comes back: the next event gets in, by itself
+    for event in events(50, start=1000):
+        sink.publish(event)
+    lost = sink.lost
+    sink.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == sink.written and sink.written + lost == 250
+    assert [e["track_id"] for e in lines[-50:]] == list(range(1000, 1050))
+    assert f"{path}: writing events again ({lost} lost while it could not)" in caplog.messages
+
+
+def unwritable_paths(tmp_path: Path) -> list[tuple[Path, str]]:
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "a-folder").mkdir()
+    paths = [(tmp_path / "a-folder", "is a directory"), (tmp_path / "a-file" / "e.jsonl", "Not a directory")]
+    if os.path.isdir("/proc/self"):
+        paths += [(Path("/proc/x.jsonl"), "No such file or directory"),
+                  (Path("/proc/nope/x/e.jsonl"), "No such file or directory")]
+    return paths
+
+
+def test_an_unwritable_event_log_is_a_one_line_error_at_start(tmp_path):
+    for path, reason in unwritable_paths(tmp_path):
+        with pytest.raises(ConfigError) as err:
+            JsonlSink(JsonlConfig(path=path))
+        assert str(err.value) == f"{path}: cannot write the event log there ({reason})"
+    assert not (tmp_path / "a-file" / "e.jsonl").exists()
+
+
+def test_a_read_only_folder_is_a_one_line_error(tiny_tmpfs):
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], check=True)
+    with pytest.raises(ConfigError, match=r"events.jsonl: cannot write the event log there \(Read-only file system\)$"):
+        JsonlSink(JsonlConfig(path=tiny_tmpfs / "events.jsonl"))
+
+
+def test_the_cli_refuses_a_directory_as_event_log_in_one_line(tmp_path):
+    done = subprocess.run([MASKWATCH, "run", "--gpio", "mock", "--events", str(tmp_path), "--max-frames", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"maskwatch: error: {tmp_path}: cannot write the event log there " \
+                                                   "(is a directory)"
+    assert "Traceback" not in done.stderr
+
+
+def test_a_failed_run_leaves_no_empty_event_log(tmp_path):
+    path = tmp_path / "events.jsonl"
+    JsonlSink(JsonlConfig(path=path)).close()     # no event, no file
+    assert not path.exists()
+    done = subprocess.run([MASKWATCH, "run", "--gpio", "mock", "--events", str(path), "--source",
+                           str(tmp_path / "missing.mp4")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "missing.mp4" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,14 @@ oldest dropped) and a new one started, so rotation falls between whole lines.
 A torn last line left by a power cut is cut off when the file is opened again:
 every line of every file parses.
 
+A path that cannot take events (a directory, a read-only folder, a parent that
+cannot be made) is a one-line ``ConfigError`` at start. The file itself is only
+created by the first event, so a run that fails before any leaves no empty file.
+A full disk never ends the run: ``write`` then drops the event and counts it in
+``lost``, logs one warning naming the file when writing starts to fail and one
+line when it works again (each event tries again; the lost ones are not
+retried), and cuts off any part of a line it could not finish.
+
 Example::
 
     with JsonlSink(JsonlConfig(path="/var/lib/maskwatch/events.jsonl", max_bytes=5_000_000)) as sink:
@@ -13,14 +21,17 @@ Example::
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import ConfigError
 from .sink import Sink
 
 log = logging.getLogger(__name__)
@@ -41,33 +52,87 @@ class JsonlConfig(BaseModel):
 
 
 class JsonlSink(Sink):
-    """Appends events to ``config.path`` as JSON Lines, rotated by size."""
+    """Appends events to ``config.path`` as JSON Lines, rotated by size; ``lost`` counts the events a full
+    or failing disk did not take."""
 
     name = "jsonl"
 
     def __init__(self, config: JsonlConfig):
         self.config = config
         self.path = Path(config.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        cut_torn_tail(self.path)
+        self._file = None
+        self._size = 0                 #: bytes of whole lines in the current file
+        self.lost = self.written = 0
+        self._failing = False
+        self._existed = self.path.exists()
+        try:
+            if self.path.parent.exists() and not self.path.parent.is_dir():   # mkdir would say "File exists"
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            # Rotation renames the file: only a regular one (never /dev/full or a FIFO).
+            self._regular = not self._existed or stat.S_ISREG(self.path.stat().st_mode)
+            if self._existed:
+                self._open()
+            else:                      # can it be made? it is, for good, with the first event
+                open(self.path, "xb").close()
+                self.path.unlink()
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot write the event log there ({exc.strerror or exc})") from None
+
+    def _open(self) -> None:
+        if self._regular:
+            cut_torn_tail(self.path)
         self._file = open(self.path, "ab", buffering=0)
         self._size = self._file.tell()
 
     def write(self, event: dict) -> None:
         line = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode()
         with self._lock:
-            if self._size and self._size + len(line) > self.config.max_bytes:
-                self._rotate()
-            view = memoryview(line)
-            while view:
-                view = view[self._file.write(view):]
-            if self.config.fsync:
-                os.fsync(self._file.fileno())
-            self._size += len(line)
+            try:
+                self._append(line)
+            except OSError as exc:
+                self.lost += 1
+                self._cut_partial_line()
+                if not self._failing:
+                    log.warning("%s: cannot write events (%s); counting the ones lost and trying again with "
+                                "each event", self.path, exc.strerror or exc)
+                self._failing = True
+                return
+            if self._failing:
+                log.info("%s: writing events again (%d lost while it could not)", self.path, self.lost)
+                self._failing = False
+
+    def _append(self, line: bytes) -> None:
+        if self._file is None:
+            self._open()
+        if self._regular and self._size and self._size + len(line) > self.config.max_bytes:
+            self._rotate()
+            self._open()
+        view = memoryview(line)
+        while view:
+            view = view[self._file.write(view):]
+        if self.config.fsync:
+            os.fsync(self._file.fileno())
+        self._size += len(line)
+        self.written += 1
+
+    def _cut_partial_line(self) -> None:
+        """After a failed write, drop what part of the line got in, so every line still parses; if even that
+        fails, the file is opened again (and cut) for the next event."""
+        if self._file is None or not self._regular:
+            return
+        try:
+            os.ftruncate(self._file.fileno(), self._size)
+        except OSError:
+            self._file.close()
+            self._file = None
 
     def _rotate(self) -> None:
         self._file.close()
+        self._file = None
         backups = self.config.backups
         for n in range(backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
@@ -77,12 +142,20 @@ class JsonlSink(Sink):
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink()
-        self._file = open(self.path, "ab", buffering=0)
-        self._size = 0
 
     def shutdown(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if not self._existed and not self.written and self._regular:
+                try:                   # made by an event that did not get in: leave no empty file
+                    if self.path.stat().st_size == 0:
+                        self.path.unlink()
+                except OSError:
+                    pass
+            if self.lost:
+                log.warning("%s: %d events could not be written", self.path, self.lost)
 
 
 def cut_torn_tail(path: Path, chunk: int = 4096) -> int:
