@@ -12,6 +12,7 @@ import threading
 
 from .classifier import MaskClassifier
 from .config import SAMPLE_SOURCE, Config
+from .decision import Decision
 from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
 from .errors import InputError
@@ -66,7 +67,8 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     crops_dir = config.privacy.crops_dir if config.privacy.save_crops else None
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
                     preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir,
-                    reader=reader, stale_after_s=config.source.stale_after_s)
+                    reader=reader, stale_after_s=config.source.stale_after_s,
+                    decision=Decision.from_config(config.signal))
 
 
 def build_source(config: Config, pipeline: Pipeline | None = None, stop: threading.Event | None = None,

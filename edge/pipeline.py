@@ -1,7 +1,10 @@
 """The frame's journey, top to bottom: source -> detect -> crop -> classify -> track -> decide -> signal/publish.
 
 Everything the pipeline touches is injected (detector, classifier, tracker,
-indicator, event sink, preview), built once before the first frame.
+decision, indicator, event sink, preview), built once before the first frame.
+The scene's state has one owner, the :class:`~maskwatch.edge.decision.Decision`:
+when it changes the pipeline publishes a ``state`` event and shows it on the
+indicator; the preview draws it and the MQTT sink turns it into its state topics.
 
 Example::
 
@@ -18,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .events import SummaryCounter, status_event, track_event
+from .decision import Decision, StateChange, scene_state
+from .events import SummaryCounter, state_event, status_event, track_event
 from .mask_state import MaskReader
 from .tracker import Track, Tracker, TrackUpdate
 
@@ -56,8 +60,9 @@ class Pipeline:
 
     def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
                  preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None,
-                 reader: MaskReader | None = None, stale_after_s: float = 3.0):
+                 reader: MaskReader | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
+        self.decision = decision or Decision()
         self.reader = reader or MaskReader()  #: how crop classifier and mask head make a face's label
         self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
                                    str(getattr(detector, "path", "the detector")))
@@ -80,6 +85,13 @@ class Pipeline:
     def _track_event(self, kind: str, track: Track) -> None:
         self._publish(track_event(kind, track.id, track.label, round(track.label_score, 4), device_id=self.device_id))
 
+    def _show(self, change: StateChange | None) -> None:
+        """A new decision: the indicator shows it and a ``state`` event tells every sink."""
+        if change is None:
+            return
+        self.indicator.set_state(change.state)
+        self._publish(state_event(change.state, change.previous, device_id=self.device_id))
+
     def _end_tracks(self) -> None:
         """Every track ends: an ``end`` event for each that had a label, then none is left."""
         for track in list(self.tracker.tracks.values()):
@@ -90,13 +102,17 @@ class Pipeline:
     def tick(self, now: float | None = None) -> None:
         """Called while no frame arrives (a stalled or lost camera, a reconnect back-off).
 
-        After ``stale_after_s`` without a frame nobody counts as seen: every track ends (its
-        ``end`` event published), the outputs go to ``idle`` (all off; an alarm still inside its
+        Every tick lets the decision's timing run (a held alarm ends on time). After
+        ``stale_after_s`` without a frame nobody counts as seen: every track ends (its ``end``
+        event published), the decision asks for ``idle`` (all off; an alarm still inside its
         ``min_on_s`` ends when that has passed, at a later tick) and one ``status`` event
         ``no_frames`` says so. The next frame publishes ``frames_resumed``.
         """
         now = self.clock() if now is None else now
-        if self._closed or self._last_frame is None or now - self._last_frame < self.stale_after_s:
+        if self._closed:
+            return
+        if self._last_frame is None or now - self._last_frame < self.stale_after_s:
+            self._show(self.decision.tick(now))
             return
         if not self._stale:
             self._stale = True
@@ -104,7 +120,7 @@ class Pipeline:
             log.warning("no frame for %.1f s: tracks ended, outputs idle", now - self._last_frame)
             self._publish(status_event("no_frames", device_id=self.device_id,
                                        detail=f"no frame for {now - self._last_frame:.1f} s; outputs idle"))
-        self.indicator.set_state("idle")
+        self._show(self.decision.request("idle", now))
 
     def process(self, frame) -> FrameResult:
         """Detect, classify due faces, track, decide, signal, publish and preview one frame."""
@@ -129,24 +145,25 @@ class Pipeline:
                 if self.crops_dir is not None:
                     self._save_crop(frame, track, self.labels[best])
         t3 = self.clock()
-        state = self.tracker.scene_state()
-        self.indicator.set_state(state)
-        t4 = self.clock()
         for kind, tracks in (("new", update.new), ("update", update.changed), ("end", update.ended)):
             for track in tracks:
                 if track.label is not None:
                     self._track_event(kind, track)
+        t4 = self.clock()
+        self._show(self.decision.request(scene_state(t.label for t in self.tracker.tracks.values()), t4))
+        state = self.decision.state
+        t5 = self.clock()
         if (summary := self.summary.poll()) is not None:
             self._publish(summary)
-        t5 = self.clock()
+        t6 = self.clock()
         if self.preview is not None:
             self.preview.show(frame, faces, update.seen, state, self.stats.fps)
-        t6 = self.clock()
+        t7 = self.clock()
         self.stats.frames += 1
         self.stats.faces += len(faces)
         self.stats.classified += len(due)
-        seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t4 - t3,
-                   "publish": t5 - t4, "preview": t6 - t5, "frame": t6 - t0}
+        seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t5 - t4,
+                   "publish": (t4 - t3) + (t6 - t5), "preview": t7 - t6, "frame": t7 - t0}
         return FrameResult(frame.index, faces, update.seen, state, len(due), seconds)
 
     def _save_crop(self, frame, track: Track, label: str) -> None:
@@ -174,12 +191,17 @@ class Pipeline:
         return self.stats
 
     def close(self) -> None:
-        """End every track (publishing ``end``), then lights off, sinks flushed and closed. Idempotent."""
+        """End every track (publishing ``end``), then ``state`` idle, lights off, sinks flushed and closed.
+
+        Idempotent. The outputs go off at once here, whatever the decision's hold time.
+        """
         if self._closed:
             return
         self._closed = True
         try:
             self._end_tracks()
+            if self.decision.state != "idle":
+                self._publish(state_event("idle", self.decision.state, device_id=self.device_id))
         finally:
             for part in (self.indicator, self.events, self.preview):
                 if part is not None:

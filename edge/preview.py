@@ -18,10 +18,11 @@ from urllib.parse import urlparse
 import cv2
 import numpy as np
 
+from .decision import LABEL_STATE
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
-#: BGR colour per track state.
+#: BGR colour per scene state (and per track, by its label's state).
 COLOURS = {"masked": (0, 200, 0), "unmasked": (0, 0, 230), "incorrect": (0, 140, 255), None: (160, 160, 160)}
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -31,7 +32,7 @@ def annotate(image: np.ndarray, tracks, state: str, fps: float) -> np.ndarray:
     scale = max(0.9, max(out.shape[:2]) / 700)
     thickness = max(1, round(2 * scale))
     for track in tracks:
-        colour = COLOURS[track.state]
+        colour = COLOURS[LABEL_STATE.get(track.label)]
         x1, y1, x2, y2 = (int(round(v)) for v in track.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         text = f"#{track.id} {track.label or '?'} {track.label_score:.2f}" if track.label else f"#{track.id}"

@@ -23,11 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .postprocess import iou
 
-#: What the runtime decides for the whole scene, most urgent first.
-STATES = ("unmasked", "incorrect", "masked", "idle")
-LABEL_STATE = {"without_mask": "unmasked", "mask_weared_incorrect": "incorrect", "with_mask": "masked"}
-
-
 class TrackerConfig(BaseModel):
     """Tracking and voting settings."""
 
@@ -60,10 +55,6 @@ class Track:
     label_score: float = 0.0
     last_classified: int | None = None
     detection: int = -1  #: index of this track's face among the last frame's detections
-
-    @property
-    def state(self) -> str | None:
-        return LABEL_STATE.get(self.label)
 
 
 @dataclass
@@ -141,8 +132,3 @@ class Tracker:
             track.label = label
         if label == track.label:
             track.label_score = float(np.mean(agreeing))
-
-    def scene_state(self) -> str:
-        """``unmasked`` if anyone tracked is, else ``incorrect``, else ``masked``, else ``idle``."""
-        states = {t.state for t in self.tracks.values() if t.state}
-        return next((s for s in STATES if s in states), "idle")

@@ -22,8 +22,11 @@ from pydantic import ValidationError
 
 from conftest import REPO, free_port, next_message, start_broker, stop_broker
 from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.events.discovery import discovery_configs
+from maskwatch.edge.events.mqtt import TOPICS
 from maskwatch.edge.events import (BrokerUnavailable, EventError, Fanout, JsonlConfig, JsonlSink, MqttConfig,
-                         MqttSink, SinkClosed, SummaryCounter, open_sinks, status_event, track_event)
+                         MqttSink, SinkClosed, SummaryCounter, open_sinks, state_event, status_event,
+                                  track_event)
 
 class Subscriber:
     """A real paho client that records every message on ``topics`` (QoS 1)."""
@@ -72,10 +75,8 @@ def device_id(broker):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.connect(*broker, 30)
     client.loop_start()
-    sink_topics = [f"maskwatch/{device}/{k}" for k in ("availability", "unmasked")]
-    config_topics = [f"homeassistant/{c}/maskwatch_{device}/{o}/config" for c, o in (
-        ("binary_sensor", "unmasked_present"), ("sensor", "masked_people"), ("sensor", "unmasked_people"),
-        ("sensor", "incorrect_people"))]
+    sink_topics = [f"maskwatch/{device}/{k}" for k in ("availability", "state", "unmasked")]
+    config_topics = list(discovery_configs(device, dict.fromkeys(TOPICS, "")))
     for topic in sink_topics + config_topics:
         client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     client.disconnect()
@@ -133,9 +134,12 @@ def test_mqtt_topics_discovery_order_and_clean_close(broker, device_id, subscrib
     assert (event["masked"], event["unmasked"], event["incorrect"]) == (0, 0, 10)  # each track's latest label
 
     sink.publish(track_event("new", 99, "without_mask", 0.9, device_id=device_id))
-    assert live.next(f"{base}/unmasked").payload == b"ON"
-    sink.publish(track_event("end", 99, "without_mask", 0.9, device_id=device_id))
-    assert live.next(f"{base}/unmasked").payload == b"OFF"
+    sink.publish(state_event("unmasked", "idle", device_id=device_id))  # the decision, not a track, moves presence
+    assert json.loads(live.next(f"{base}/events").payload)["type"] == "new"
+    assert json.loads(live.next(f"{base}/events").payload)["state"] == "unmasked"
+    assert (live.next(f"{base}/state").payload, live.next(f"{base}/unmasked").payload) == (b"unmasked", b"ON")
+    sink.publish(state_event("masked", "unmasked", device_id=device_id))
+    assert (live.next(f"{base}/state").payload, live.next(f"{base}/unmasked").payload) == (b"masked", b"OFF")
 
     sink.close()
     sink.close()

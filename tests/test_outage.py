@@ -119,10 +119,14 @@ def test_a_lost_camera_turns_the_alarm_off_and_recovery_turns_it_back_on(tmp_pat
     assert all(level == 0 for t, level in during if t >= off_at), during  # and stays off while away
 
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    story = [e["status"] if e["type"] == "status" else f"{e['type']} {e['label']}" for e in events
-             if e["type"] in ("status", "new", "end")]
+    story = [e["status"] if e["type"] == "status" else f"state {e['state']}" if e["type"] == "state"
+             else f"{e['type']} {e['label']}" for e in events if e["type"] in ("status", "state", "new", "end")]
     assert story[0] == "new without_mask", story
     for expected in ("camera_lost", "no_frames", "camera_recovered", "frames_resumed"):
         assert expected in story, story
     assert story.index("end without_mask") < story.index("no_frames") < story.index("frames_resumed"), story
     assert "new without_mask" in story[story.index("frames_resumed"):], story  # the person is alerted on again
+    # the state events tell the same story as the buzzer: alarm, idle during the outage, alarm, idle at exit
+    assert [line for line in story if line.startswith("state")] == [
+        "state unmasked", "state idle", "state unmasked", "state idle"], story
+    assert story.index("no_frames") < story.index("state idle") < story.index("frames_resumed"), story

@@ -38,7 +38,8 @@ def test_sample_clip_runs_the_whole_pipeline(tmp_path):
     stats = run(config)
     assert stats.frames == 90 and stats.faces >= 85
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert [(e["type"], e["label"]) for e in events] == [("new", "without_mask"), ("end", "without_mask")]
+    assert [(e["type"], e.get("label") or f'{e["previous"]}->{e["state"]}') for e in events] == [
+        ("new", "without_mask"), ("state", "idle->unmasked"), ("end", "without_mask"), ("state", "unmasked->idle")]
     assert preview.stat().st_size > 50_000
 
 

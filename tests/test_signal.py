@@ -1,4 +1,4 @@
-"""maskwatch.edge.signal on gpiozero's own MockFactory: whole pin histories, timing rules, wiring, errors."""
+"""maskwatch.edge.signal on gpiozero's own MockFactory: whole pin histories, wiring, errors (timing: test_decision)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,7 +10,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from maskwatch.edge.errors import ConfigError, RuntimeUnavailable
-from maskwatch.edge.signal import Indicator, IndicatorClosed, SignalConfig, UnknownSignalState
+from maskwatch.edge.signal import Indicator, IndicatorClosed, UnknownSignalState
 from maskwatch.edge.signal.backends import backend_class
 
 PINS = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
@@ -36,7 +36,7 @@ def default_factory(monkeypatch):
 
 
 def indicator(factory, **options) -> Indicator:
-    return Indicator({"backend": "mock", **PINS, "min_on_s": 0, "cooldown_s": 0, **options}, pin_factory=factory)
+    return Indicator({"backend": "mock", **PINS, **options}, pin_factory=factory)
 
 
 def levels(factory, pin: int) -> list[int]:
@@ -53,10 +53,10 @@ def durations(factory, pin: int) -> list[tuple[int, float]]:
 def test_each_state_drives_its_outputs(factory):
     with indicator(factory) as ind:
         assert ind.backend == "mock"
-        assert ind.set_state("masked", now=0) == "masked"
-        assert ind.set_state("masked", now=1) == "masked"  # no change: no new pin writes
-        ind.set_state("unmasked", now=2)
-        ind.set_state("idle", now=3)
+        assert ind.set_state("masked") == "masked"
+        assert ind.set_state("masked") == "masked"  # no change: no new pin writes
+        ind.set_state("unmasked")
+        ind.set_state("idle")
     assert levels(factory, 27) == [0, 1, 0]  # green: on while masked
     assert levels(factory, 17) == [0, 1, 0]  # red: on while unmasked
     assert levels(factory, 22) == [0, 1, 0]  # buzzer: on while unmasked
@@ -65,9 +65,9 @@ def test_each_state_drives_its_outputs(factory):
 def test_incorrect_blinks_red_and_beeps(factory):
     blink, beep = 0.1, 0.03  # red 0.1 s on / 0.1 s off; buzzer 0.03 s on / 0.17 s off
     with indicator(factory, blink_s=blink, beep_s=beep) as ind:
-        ind.set_state("incorrect", now=0)
+        ind.set_state("incorrect")
         time.sleep(0.48)  # three pulses start at 0, 0.2 and 0.4 s
-        ind.set_state("idle", now=1)
+        ind.set_state("idle")
     assert levels(factory, 17) == [0, 1, 0, 1, 0, 1, 0]
     assert levels(factory, 22) == [0, 1, 0, 1, 0, 1, 0]
     assert levels(factory, 27) == [0]  # green never lit
@@ -78,58 +78,10 @@ def test_incorrect_blinks_red_and_beeps(factory):
     assert sum(s.timestamp for s in factory.pin(17).states) == pytest.approx(0.48, abs=0.1)
 
 
-def test_alarm_stays_on_for_min_on(factory):
-    with indicator(factory, min_on_s=2.0) as ind:
-        assert ind.set_state("unmasked", now=10.0) == "unmasked"
-        assert ind.set_state("masked", now=10.5) == "unmasked"  # held
-        assert ind.set_state("idle", now=11.9) == "unmasked"
-        assert ind.set_state("idle", now=12.0) == "idle"
-        ind.set_state("unmasked", now=13.0)
-        ind.set_state("masked", now=13.1)
-        assert ind.update(now=15.0) == "masked"  # update() lets a held alarm end without a new decision
-    assert levels(factory, 17) == [0, 1, 0, 1, 0]
-    assert levels(factory, 22) == [0, 1, 0, 1, 0]
-    assert levels(factory, 27) == [0, 1, 0]  # green only after the second alarm ended
-
-
-def test_escalation_is_immediate_and_deescalation_waits(factory):
-    with indicator(factory, min_on_s=2.0, blink_s=30, beep_s=20) as ind:
-        assert ind.set_state("incorrect", now=0) == "incorrect"
-        assert ind.set_state("unmasked", now=0.1) == "unmasked"
-        assert ind.set_state("incorrect", now=0.2) == "unmasked"
-        assert ind.set_state("incorrect", now=2.0) == "incorrect"  # min_on counts from the alarm's start
-        assert ind.set_state("masked", now=2.1) == "masked"  # incorrect -> unmasked -> incorrect is one alarm
-    assert levels(factory, 17) == [0, 1, 0]  # red on from the first blink to the end of the alarm
-    assert levels(factory, 27) == [0, 1, 0]
-
-
-def test_cooldown_suppresses_a_new_alarm_and_never_shows_green(factory):
-    with indicator(factory, cooldown_s=5.0) as ind:
-        ind.set_state("unmasked", now=0)
-        assert ind.set_state("masked", now=1) == "masked"  # alarm ended at 1
-        assert ind.set_state("unmasked", now=3) == "idle"  # cooling down: all off, not green
-        assert ind.set_state("incorrect", now=5.9) == "idle"
-        assert ind.set_state("unmasked", now=6.0) == "unmasked"
-    assert levels(factory, 17) == [0, 1, 0, 1, 0]
-    assert levels(factory, 22) == [0, 1, 0, 1, 0]
-    assert levels(factory, 27) == [0, 1, 0]
-
-
-def test_injected_clock_times_the_rules(factory):
-    now = [100.0]
-    with Indicator(SignalConfig(backend="mock", red_pin=17, min_on_s=1.0), pin_factory=factory,
-                   clock=lambda: now[0]) as ind:
-        ind.set_state("unmasked")
-        now[0] = 100.5
-        assert ind.set_state("idle") == "unmasked"
-        now[0] = 101.0
-        assert ind.update() == "idle"
-
-
 def test_active_low_wiring_inverts_levels(factory):
     ind = indicator(factory, active_high=False)
-    ind.set_state("masked", now=0)
-    ind.set_state("unmasked", now=1)
+    ind.set_state("masked")
+    ind.set_state("unmasked")
     ind.close()
     # a mock pin starts low; active-low outputs are driven high (off) at once
     assert levels(factory, 27) == [0, 1, 0, 1]
@@ -139,7 +91,7 @@ def test_active_low_wiring_inverts_levels(factory):
 
 def test_close_leaves_every_pin_off_and_is_idempotent(factory):
     ind = indicator(factory, blink_s=0.02, beep_s=0.01)
-    ind.set_state("incorrect", now=0)
+    ind.set_state("incorrect")
     ind.close()
     ind.close()
     assert [factory.pin(p).state for p in PINS.values()] == [0, 0, 0]
@@ -151,8 +103,8 @@ def test_close_leaves_every_pin_off_and_is_idempotent(factory):
 
 def test_mock_backend_logs_pin_history(caplog):
     caplog.set_level(logging.INFO, logger="maskwatch.edge.signal")
-    with Indicator({"backend": "mock", "red_pin": 5, "min_on_s": 0}) as ind:
-        ind.set_state("unmasked", now=0)
+    with Indicator({"backend": "mock", "red_pin": 5}) as ind:
+        ind.set_state("unmasked")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mock pin")]
     assert len(lines) == 1 and lines[0].startswith("mock pin GPIO5 (red): 0@0.000s 1@")
     assert lines[0].split()[-1].startswith("0@")  # switched off before close
@@ -162,7 +114,7 @@ def test_gpiozero_pin_factory_env_mock(default_factory):
     default_factory.setenv("GPIOZERO_PIN_FACTORY", "mock")
     with Indicator({"backend": "gpiozero", "green_pin": 27}) as ind:
         assert ind.backend == "gpiozero (MockFactory)"
-        ind.set_state("masked", now=0)
+        ind.set_state("masked")
         pin = ind.devices["green"].pin
     assert [int(s.state) for s in pin.states] == [0, 1, 0]
 
@@ -178,7 +130,7 @@ def test_auto_falls_back_to_none_and_says_so(default_factory, caplog):
     caplog.set_level(logging.INFO, logger="maskwatch.edge.signal")
     with Indicator({"red_pin": 17, "buzzer_pin": 22}) as ind:
         assert ind.backend == "none" and ind.devices == {}
-        assert ind.set_state("unmasked", now=0) == "unmasked"  # state and timing still kept
+        assert ind.set_state("unmasked") == "unmasked"  # state and timing still kept
     text = caplog.text
     assert "gpiozero unavailable" in text and "jetson unavailable" in text and "auto chose none" in text
 

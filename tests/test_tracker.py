@@ -75,18 +75,6 @@ def test_tiny_faces_are_tracked_but_not_classified():
     assert len(update.seen) == 1 and tracker.due(update.seen) == []
 
 
-def test_scene_state_most_urgent_first():
-    tracker = Tracker(TrackerConfig(reclassify_every=1, vote_agree=1, vote_window=1))
-    assert tracker.scene_state() == "idle"
-    step(tracker, [[0, 0, 40, 40]], ["with_mask"])
-    assert tracker.scene_state() == "masked"
-    step(tracker, [[0, 0, 40, 40], [100, 0, 140, 40]], ["with_mask", "mask_weared_incorrect"])
-    assert tracker.scene_state() == "incorrect"
-    step(tracker, [[0, 0, 40, 40], [100, 0, 140, 40], [200, 0, 240, 40]],
-         ["with_mask", "mask_weared_incorrect", "without_mask"])
-    assert tracker.scene_state() == "unmasked"
-
-
 def test_config_rejects_unknown_keys_and_bad_votes():
     with pytest.raises(ValidationError, match="vote_agre"):
         TrackerConfig(vote_agre=3)

@@ -1,7 +1,7 @@
 """What the runtime saw, as events: to a JSON Lines file, to MQTT (with Home Assistant discovery), or both.
 
 Events are small dicts of scalars (see ``schema``): track ``new``/``update``/
-``end``, a periodic ``summary`` and camera ``status``. A sink has
+``end``, the scene's ``state``, a periodic ``summary`` and camera ``status``. A sink has
 ``publish(event)`` and ``close()``; ``open_sinks`` builds the configured ones
 behind one ``Fanout``. paho-mqtt is imported only when an MQTT sink is built.
 
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from .fanout import Fanout
 from .jsonl import JsonlConfig, JsonlSink
-from .mqtt import BrokerUnavailable, MqttConfig, MqttSink
-from .schema import (STATE_OF_LABEL, EventError, SummaryCounter, status_event, track_event, utc_now,
-                     validate_event)
+from .mqtt import MqttSink
+from .mqtt_config import MqttConfig
+from .mqtt_connection import BrokerUnavailable
+from .schema import (STATE_OF_LABEL, EventError, SummaryCounter, state_event, status_event, track_event,
+                     utc_now, validate_event)
 from .sink import Sink, SinkClosed
 from .spool import Spool, SpoolError
 from .stdout import StdoutSink
@@ -39,5 +41,5 @@ def open_sinks(device_id: str, jsonl: JsonlConfig | None = None, mqtt: MqttConfi
 
 
 __all__ = ["STATE_OF_LABEL", "BrokerUnavailable", "EventError", "Fanout", "JsonlConfig", "JsonlSink",
-           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "Spool", "SpoolError", "StdoutSink", "SummaryCounter", "open_sinks", "status_event",
+           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "Spool", "SpoolError", "StdoutSink", "SummaryCounter", "open_sinks", "state_event", "status_event",
            "track_event", "utc_now", "validate_event"]

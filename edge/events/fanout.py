@@ -22,7 +22,7 @@ class Fanout(Sink):
         self.sinks = list(sinks)
 
     def write(self, event: dict) -> None:
-        self._each(lambda sink: sink.publish(event))
+        self._each(lambda sink: sink.deliver(event))  # validated once, by publish
 
     def shutdown(self) -> None:
         self._each(lambda sink: sink.close())

@@ -6,10 +6,17 @@ Track events follow one tracked face: ``new`` (first voted label), ``update``
     {"type": "new", "track_id": 7, "label": "without_mask", "score": 0.93,
      "time": "2025-05-01T12:00:00.123Z", "device_id": "pole-12"}
 
+``state`` says the scene's decision changed (``unmasked``, ``incorrect``,
+``masked``, ``idle``; see ``maskwatch.edge.decision``): lights, buzzer, the MQTT
+state topics and the preview all follow it::
+
+    {"type": "state", "state": "unmasked", "previous": "masked", "time": "...", "device_id": "pole-12"}
+
 ``summary`` counts the tracks seen in the last ``interval_s`` by state
 (masked, unmasked, incorrect); ``status`` reports the camera (``camera_lost``,
 ``camera_recovered``, ``no_frames``, ``frames_resumed``). ``validate_event`` enforces the
-privacy rule every sink applies: only known types, their required keys, and short scalar values.
+privacy rule every sink applies, once, in ``Sink.publish``: only known types, their required keys, and
+short scalar values. The constructors below build events; the sink checks them.
 
 Example::
 
@@ -24,7 +31,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ..errors import MaskwatchError
-from ..tracker import LABEL_STATE
+from ..decision import LABEL_STATE, STATES
 
 TRACK_TYPES = ("new", "update", "end")
 STATUSES = ("camera_lost", "camera_recovered", "no_frames", "frames_resumed")
@@ -33,6 +40,7 @@ REQUIRED = {
     **{t: ("type", "track_id", "label", "score", "time", "device_id") for t in TRACK_TYPES},
     "summary": ("type", "interval_s", "masked", "unmasked", "incorrect", "time", "device_id"),
     "status": ("type", "status", "time", "device_id"),
+    "state": ("type", "state", "previous", "time", "device_id"),
 }
 #: classifier label (or state name) -> state counted by the summary
 STATE_OF_LABEL = {**LABEL_STATE, **{state: state for state in LABEL_STATE.values()}}
@@ -53,8 +61,8 @@ def utc_now(when: datetime | None = None) -> str:
 def track_event(kind: str, track_id: int, label: str, score: float, *, device_id: str,
                 when: datetime | None = None) -> dict:
     """A ``new``/``update``/``end`` event for one track."""
-    return validate_event({"type": kind, "track_id": int(track_id), "label": str(label), "score": float(score),
-                           "time": utc_now(when), "device_id": device_id})
+    return {"type": kind, "track_id": int(track_id), "label": str(label), "score": float(score),
+            "time": utc_now(when), "device_id": device_id}
 
 
 def status_event(status: str, *, device_id: str, detail: str = "", when: datetime | None = None) -> dict:
@@ -62,8 +70,16 @@ def status_event(status: str, *, device_id: str, detail: str = "", when: datetim
     or no frame for ``source.stale_after_s`` (the outputs went idle) and frames flowing again."""
     if status not in STATUSES:
         raise EventError(f"status {status!r} is not one of: {', '.join(STATUSES)}")
-    return validate_event({"type": "status", "status": status, "detail": detail[:MAX_STRING],
-                           "time": utc_now(when), "device_id": device_id})
+    return {"type": "status", "status": status, "detail": detail[:MAX_STRING], "time": utc_now(when),
+            "device_id": device_id}
+
+
+def state_event(state: str, previous: str, *, device_id: str, when: datetime | None = None) -> dict:
+    """A ``state`` event: the scene's decision moved from ``previous`` to ``state`` (both in STATES)."""
+    for value in (state, previous):
+        if value not in STATES:
+            raise EventError(f"scene state {value!r} is not one of: {', '.join(STATES)}")
+    return {"type": "state", "state": state, "previous": previous, "time": utc_now(when), "device_id": device_id}
 
 
 def validate_event(event: dict) -> dict:
@@ -123,5 +139,5 @@ class SummaryCounter:
         for state in self._seen.values():
             counts[state] += 1
         self._seen, self._started = dict(self._active), now
-        return validate_event({"type": "summary", "interval_s": self.interval_s, **counts,
-                               "time": utc_now(when), "device_id": self.device_id})
+        return {"type": "summary", "interval_s": self.interval_s, **counts, "time": utc_now(when),
+                "device_id": self.device_id}

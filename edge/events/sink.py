@@ -1,7 +1,9 @@
 """The one interface every event sink has: ``publish(event)`` and an idempotent ``close()``.
 
-``publish`` checks the event with ``validate_event`` (known type, short scalar
-values: no image or crop ever leaves the device) and hands it to ``write``.
+``publish`` checks the event once, with ``validate_event`` (known type, short
+scalar values: no image or crop ever leaves the device), and hands it to
+``deliver``; a sink that forwards to others (``Fanout``) calls their ``deliver``,
+so an event is checked once however many sinks it reaches.
 
 Example::
 
@@ -26,9 +28,13 @@ class Sink:
 
     def publish(self, event: dict) -> None:
         """Validate ``event`` and send it on."""
+        self.deliver(validate_event(event))
+
+    def deliver(self, event: dict) -> None:
+        """Send on an event that was already validated."""
         if self.closed:
             raise SinkClosed(f"{self.name}: publish after close")
-        self.write(validate_event(event))
+        self.write(event)
 
     def close(self) -> None:
         """Flush and release; safe to call twice."""

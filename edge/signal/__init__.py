@@ -11,7 +11,7 @@ Example::
 """
 from .backends import BACKENDS, open_backend
 from .config import SignalConfig
-from .indicator import ALARMS, PATTERNS, STATES, Indicator, IndicatorClosed, UnknownSignalState
+from .indicator import PATTERNS, Indicator, IndicatorClosed, UnknownSignalState
 
-__all__ = ["ALARMS", "BACKENDS", "PATTERNS", "STATES", "Indicator", "IndicatorClosed", "SignalConfig",
+__all__ = ["BACKENDS", "PATTERNS", "Indicator", "IndicatorClosed", "SignalConfig",
            "UnknownSignalState", "open_backend"]

@@ -18,7 +18,8 @@ BACKEND_NAMES = ("auto", "gpiozero", "jetson", "mock", "none")
 
 
 class SignalConfig(BaseModel):
-    """Which outputs are wired where, and how long a signal lasts."""
+    """Which outputs are wired where, and how long a signal lasts (the decision applies ``min_on_s`` and
+    ``cooldown_s`` to every output: lights, buzzer and the MQTT state topics)."""
 
     model_config = ConfigDict(extra="forbid", title="signal")
 

@@ -1,15 +1,11 @@
-"""The ``Indicator``: turns the runtime's decision for the scene into light and buzzer patterns.
+"""The ``Indicator``: shows the scene's state on the lights and buzzer.
 
-States, most urgent first: ``unmasked`` (someone unmasked), ``incorrect``
-(someone wears a mask incorrectly, nobody unmasked), ``masked`` (everyone
-tracked is masked) and ``idle`` (nobody tracked). ``PATTERNS`` says what each
-output does in each state. Call ``set_state`` every frame with the decision;
-the timing rules use ``now`` (default: the injected clock):
-
-* an alarm (``unmasked``/``incorrect``) stays on at least ``min_on_s``; it may
-  escalate from incorrect to unmasked at once, anything else waits;
-* after an alarm goes off, no alarm starts for ``cooldown_s``: a request for
-  one shows ``idle`` (all off) meanwhile, never green.
+``PATTERNS`` says what each output does in each state (the states are
+:data:`maskwatch.edge.decision.STATES`). The indicator has no timing of its own:
+``set_state`` shows what it is told at once. When a state may start or end (an
+alarm's minimum on time, the cool-down after it) is the decision's job
+(:class:`maskwatch.edge.decision.Decision`); the pipeline calls ``set_state``
+with each state the decision publishes.
 
 Example::
 
@@ -19,9 +15,8 @@ Example::
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable
 
+from ..decision import STATES
 from ..errors import MaskwatchError
 from .backends import open_backend
 from .config import SignalConfig
@@ -35,8 +30,6 @@ PATTERNS: dict[str, dict[str, str]] = {
     "masked": {"red": "off", "green": "on", "buzzer": "off"},
     "idle": {"red": "off", "green": "off", "buzzer": "off"},
 }
-STATES = tuple(PATTERNS)
-ALARMS = ("unmasked", "incorrect")
 
 
 class UnknownSignalState(MaskwatchError, ValueError):
@@ -50,19 +43,14 @@ class IndicatorClosed(MaskwatchError, RuntimeError):
 class Indicator:
     """Lights and buzzer for the scene's state; ``close()`` (idempotent) switches everything off.
 
-    ``pin_factory`` goes to gpiozero (tests pass ``MockFactory()``); ``clock``
-    (seconds, monotonic) times ``min_on_s`` and ``cooldown_s`` when ``now`` is not given.
+    ``pin_factory`` goes to gpiozero (tests pass ``MockFactory()``).
     """
 
-    def __init__(self, config: SignalConfig | dict | None = None, *, pin_factory=None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: SignalConfig | dict | None = None, *, pin_factory=None):
         self.config = SignalConfig.parse(config)
-        self._clock = clock
         self._outputs = open_backend(self.config, pin_factory)
         self.backend: str = self._outputs.name
-        self.requested = self.shown = "idle"
-        self._alarm_since: float | None = None
-        self._alarm_ended: float | None = None
+        self.shown = "idle"
         self.closed = False
 
     @property
@@ -70,37 +58,17 @@ class Indicator:
         """The backend's outputs, role (red, green, buzzer) -> device (a gpiozero LED/Buzzer on gpiozero)."""
         return dict(self._outputs.devices)
 
-    def set_state(self, state: str, now: float | None = None) -> str:
-        """Ask for ``state``; returns the state shown after the timing rules."""
+    def set_state(self, state: str) -> str:
+        """Show ``state`` (pins are written only when it differs from what is shown); returns it."""
         if state not in PATTERNS:
             raise UnknownSignalState(f"signal state {state!r} is not one of: {', '.join(STATES)}")
         if self.closed:
             raise IndicatorClosed("set_state on a closed Indicator")
-        self.requested = state
-        now = self._clock() if now is None else now
-        shown = self._decide(state, now)
-        if shown != self.shown:
-            if shown in ALARMS and self.shown not in ALARMS:
-                self._alarm_since = now
-            elif shown not in ALARMS and self.shown in ALARMS:
-                self._alarm_ended = now
-            log.debug("signal %s -> %s (requested %s)", self.shown, shown, state)
-            self.shown = shown
-            self._apply(PATTERNS[shown])
-        return shown
-
-    def update(self, now: float | None = None) -> str:
-        """Re-apply the last request: lets a held alarm end without a new decision."""
-        return self.set_state(self.requested, now)
-
-    def _decide(self, requested: str, now: float) -> str:
-        if self.shown in ALARMS:
-            if requested == self.shown or requested == "unmasked":
-                return requested
-            held = now - self._alarm_since < self.config.min_on_s
-            return self.shown if held else requested
-        cooling = self._alarm_ended is not None and now - self._alarm_ended < self.config.cooldown_s
-        return "idle" if requested in ALARMS and cooling else requested
+        if state != self.shown:
+            log.debug("signal %s -> %s", self.shown, state)
+            self.shown = state
+            self._apply(PATTERNS[state])
+        return state
 
     def _apply(self, pattern: dict[str, str]) -> None:
         blink, beep = self.config.blink_s, self.config.beep_s
