@@ -1,29 +1,38 @@
 """A bounded on-disk spool: events wait here, in order, until the broker has acknowledged them.
 
-The folder holds append-only segment files of JSON lines, one record per line::
+Storage is one SQLite database in WAL mode (the standard library's ``sqlite3``), ``<folder>/spool.db``::
 
-    {"seq":41,"event":{"type":"new","track_id":7,...}}
+    CREATE TABLE events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)  -- one row per event, as JSON
+    CREATE TABLE meta (id INTEGER PRIMARY KEY, next INTEGER, dropped INTEGER, corrupt INTEGER)  -- one row
 
-The segment being written is ``<first seq>.open``; when it reaches
-``segment_bytes`` it is fsynced and renamed ``<first seq>.seg`` (sealed), and
-the folder is fsynced. Every append is written with one ``write`` and (by
-default) fsynced, so a process killed at any point, even by a power cut,
-keeps every record before the one being written. A torn or corrupt line in
-the open segment is cut off when the spool is opened again (logged), so no
-corrupt record is ever handed out. ``state.json`` (written to a temp file,
-fsynced, renamed) keeps the first wanted sequence number and the ``dropped``
-count; it is saved at most once a second, before a segment is deleted, and on
-``flush``/``close``: a crash can only make acknowledged records come back
-(at-least-once), never lose unacknowledged ones.
+Promises:
 
-Bounds: past ``max_bytes`` (of pending records) or ``max_events`` the OLDEST
-records are dropped, counted in ``dropped`` and logged. Pending records are
-also held in memory (at most ``max_bytes``), so ``peek`` never reads the disk.
-Disk use is at most about ``max_bytes`` plus two segments. One process holds
-a spool folder at a time (an flock on ``lock``).
+* Bounded: past ``max_bytes`` (of event JSON) or ``max_events`` the OLDEST events
+  are dropped, counted in ``dropped`` (kept across restarts) and logged.
+* Ordered: ``peek(after, limit)`` gives the oldest pending events, seq increasing;
+  ``ack(seq)`` removes every event up to ``seq`` once the broker confirmed them.
+  Delivery is at-least-once: after a crash an acknowledged event may come back.
+* Durable: each append is one transaction. ``durability="full"`` (``PRAGMA
+  synchronous=FULL``, the default) fsyncs the WAL at every commit: an event that
+  ``append`` returned survives SIGKILL and a power cut. ``"normal"``
+  (``synchronous=NORMAL``) syncs at checkpoints and ``flush`` only: SIGKILL loses
+  nothing, a power cut may lose the last appends. Neither is ever corrupted by a
+  crash: a torn WAL frame fails its checksum and is ignored.
+* Damage: an event whose JSON does not parse is skipped, deleted, counted in
+  ``corrupt`` (kept across restarts) and logged. A file that is not a database,
+  or one with damaged pages, is renamed ``spool.db.corrupt-<UTC time>`` (one log
+  line names it), the events still readable are copied to a fresh database (the
+  others counted in ``corrupt``) and the spool starts: it never refuses to.
+* Full disk: ``append`` never raises on a write error (ENOSPC, SQLITE_FULL, I/O).
+  The event waits in memory (at most ``OVERFLOW``, past that the oldest dropped
+  and counted), with one warning when writes start failing and one info line
+  when they work again; every append, ack, ``flush`` and ``close`` retries,
+  oldest first. ``peek`` gives the events on disk, then those in memory.
+* Upgrade: a folder of maskwatch 0.1's segmented log (see ``spool_legacy``) is
+  imported on open, in order, with its ``dropped`` count; then its files are removed.
 
-Delivery: ``peek(after, limit)`` gives the oldest pending records, ``ack(seq)``
-removes every record up to ``seq`` once the broker confirmed them.
+One process holds a folder (an flock on ``lock``). Within it one connection serves
+every thread behind a lock: the frame thread appends, the MQTT sender peeks and acks.
 
 Example::
 
@@ -39,20 +48,30 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from ..errors import MaskwatchError
+from .spool_legacy import read_old_spool
 
 log = logging.getLogger(__name__)
 
-STATE = "state.json"
-OPEN, SEALED = ".open", ".seg"
-#: seconds between state saves driven by acks and drops (close and segment deletion always save)
-SAVE_EVERY_S = 1.0
+DB = "spool.db"
+#: events kept in memory while the disk refuses writes
+OVERFLOW = 1000
+#: consecutive unreadable sequence numbers stepped over when reading a damaged database
+MAX_PROBES = 100_000
+Durability = Literal["full", "normal"]
+SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)",
+          "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY, next INTEGER, dropped INTEGER, corrupt INTEGER)")
+SAVE_META = "INSERT OR REPLACE INTO meta VALUES (0, ?, ?, ?)"
+INSERT = "INSERT INTO events VALUES (?, ?)"
 
 
 class SpoolError(MaskwatchError, OSError):
@@ -64,56 +83,77 @@ class Record(NamedTuple):
     event: dict
 
 
-class _Segment:
-    __slots__ = ("first", "last", "path", "size")
-
-    def __init__(self, first: int, path: Path, last: int | None = None, size: int = 0):
-        self.first, self.path, self.last, self.size = first, path, first - 1 if last is None else last, size
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _decode(text: bytes) -> dict | None:
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        event = json.loads(text)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
 
 
-def _parse(line: bytes) -> Record | None:
-    """A record from one line (without its newline), or None when it is not one."""
+def _damaged(exc: sqlite3.Error) -> bool:
+    """True for SQLITE_CORRUPT and SQLITE_NOTADB (a plain DatabaseError), not for I/O, full-disk or lock errors."""
+    return type(exc) is sqlite3.DatabaseError
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection):
+    db.execute("BEGIN IMMEDIATE")
     try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or set(data) != {"seq", "event"}:
-        return None
-    seq, event = data["seq"], data["event"]
-    if type(seq) is not int or seq < 0 or not isinstance(event, dict) or not isinstance(event.get("type"), str):
-        return None
-    return Record(seq, event)
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _scan(db: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], sqlite3.Error | None]:
+    """Every readable (seq, JSON) row in seq order, stepping over damaged pages; and the first damage met."""
+    rows: list[tuple[int, bytes]] = []
+    problem, failures, after = None, 0, -1
+    with suppress(sqlite3.DatabaseError):  # damaged: the scan below starts at 0 and meets it
+        after = (db.execute("SELECT min(seq) FROM events").fetchone()[0] or 0) - 1
+    while failures <= MAX_PROBES:
+        start = after
+        try:
+            for row in db.execute("SELECT seq, event FROM events WHERE seq > ? ORDER BY seq", (after,)):
+                rows.append(row)
+                after = row[0]
+            break
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            problem = problem or exc
+            if after == start:  # not even the row after ``after`` reads: step over one sequence number
+                after, failures = after + 1, failures + 1
+            else:  # read some, then met damage: seek past the last good row afresh
+                failures = 0
+    return rows, problem
 
 
 class Spool:
     """Events kept on disk in ``folder`` until acknowledged; see the module docstring."""
 
     def __init__(self, folder: str | Path, *, max_bytes: int = 10_000_000, max_events: int | None = None,
-                 segment_bytes: int | None = None, fsync: bool = True):
+                 durability: Durability = "full"):
         if max_bytes < 1 or (max_events is not None and max_events < 1):
             raise ValueError(f"spool bounds must be positive (max_bytes={max_bytes}, max_events={max_events})")
+        if durability not in SYNCHRONOUS:
+            raise ValueError(f"spool durability must be one of {', '.join(SYNCHRONOUS)}, not {durability!r}")
         self.folder = Path(folder)
-        self.max_bytes, self.max_events, self.fsync = max_bytes, max_events, fsync
-        self.segment_bytes = segment_bytes or max(64 * 1024, max_bytes // 16)
-        self.dropped = 0  #: records dropped, oldest first, because a bound was reached (persisted)
+        self.max_bytes, self.max_events, self.durability = max_bytes, max_events, durability
+        self.dropped = 0  #: events dropped, oldest first, because a bound was reached (persisted)
+        self.corrupt = 0  #: events lost to a damaged file or record (persisted)
         self.closed = False
-        self._lock = threading.RLock()
-        self._pending: deque[tuple[int, int, dict]] = deque()  # (seq, line bytes, event)
-        self._bytes = 0
-        self._sealed: list[_Segment] = []
-        self._active: _Segment | None = None
-        self._file = None
-        self._saved_at = 0.0
-        self._dirty = False
-        self._warned = False
+        self._lock = threading.Lock()
+        self._count = self._bytes = 0  # rows on disk with seq >= _first, and their JSON bytes
+        self._first = self._deleted_below = self._next = 0  # rows below _first are acked or dropped
+        self._overflow: deque[tuple[int, str, dict]] = deque()  # (seq, JSON, event) the disk refused
+        self._overflow_bytes = 0
+        self._saved = (0, 0)  # (dropped, corrupt) as on disk
+        self._failing = self._warned = False
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._lockfile = open(self.folder / "lock", "a")
@@ -125,244 +165,238 @@ class Spool:
             self._lockfile.close()
             raise SpoolError(f"spool {self.folder} is in use by another process") from None
         try:
-            self._load()
-        except OSError as exc:
+            self._db = self._open()
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             self._lockfile.close()
-            raise SpoolError(f"spool {self.folder}: {exc.strerror or exc}") from None
+            raise SpoolError(f"spool {self.folder}: {getattr(exc, 'strerror', None) or exc}") from None
+        with self._lock:
+            self._make_room(0)
+            self._write()
+        if len(self):
+            log.info("spool %s: %d events waiting, %d dropped so far", self.folder, len(self), self.dropped)
 
     # --- opening --------------------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        state = self._read_state()
-        self._first = self._next = int(state.get("first", 0))
-        self.dropped = int(state.get("dropped", 0))
-        self._next = max(self._next, int(state.get("next", 0)))
-        (self.folder / (STATE + ".tmp")).unlink(missing_ok=True)
-        files = []
-        for path in self.folder.iterdir():
-            if path.suffix in (OPEN, SEALED) and path.stem.isdigit():
-                files.append((int(path.stem), path.suffix == SEALED, path))
-        files.sort()
-        last_seq = self._first - 1
-        for n, (first, sealed, path) in enumerate(files):
-            segment = _Segment(first, path)
-            for record, size in self._read_segment(path, cut=not sealed):
-                segment.last, segment.size = max(segment.last, record.seq), segment.size + size
-                if record.seq < self._first or record.seq <= last_seq:
-                    continue  # acknowledged or dropped before; or out of order (never written so)
-                self._pending.append((record.seq, size, record.event))
-                self._bytes += size
-                last_seq = record.seq
-            segment.size = path.stat().st_size
-            if not sealed and n == len(files) - 1:
-                self._active = segment
-            elif not sealed:
-                self._seal_file(segment)
-            else:
-                self._sealed.append(segment)
-        self._next = max(self._next, last_seq + 1, *(s.last + 1 for s in self._sealed))
-        if self._active is not None:
-            self._next = max(self._next, self._active.last + 1)
-            self._file = open(self._active.path, "ab", buffering=0)
-        with self._lock:
-            self._enforce_bounds(0)
-            self._collect(force_save=True)
-        if self._pending:
-            log.info("spool %s: %d events waiting (seq %d..%d), %d dropped so far", self.folder, len(self._pending),
-                     self._pending[0][0], self._pending[-1][0], self.dropped)
-
-    def _read_state(self) -> dict:
-        path = self.folder / STATE
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.folder / DB, isolation_level=None, check_same_thread=False)
         try:
-            state = json.loads(path.read_bytes())
-            if isinstance(state, dict) and all(type(state.get(k, 0)) is int for k in ("first", "next", "dropped")):
-                return state
-            log.warning("spool %s: %s is not a spool state; starting from the segments", self.folder, path.name)
-        except FileNotFoundError:
-            pass
-        except (ValueError, UnicodeDecodeError):
-            log.warning("spool %s: %s is corrupt; starting from the segments", self.folder, path.name)
-        return {}
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                log.warning("spool %s: this file system refuses SQLite's WAL mode", self.folder)
+            db.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.durability]}")
+            for statement in SCHEMA:
+                db.execute(statement)
+        except BaseException:
+            db.close()
+            raise
+        db.text_factory = bytes  # event JSON as bytes: a corrupt byte is a bad record, not a decode error
+        return db
 
-    def _read_segment(self, path: Path, cut: bool):
-        """(record, line bytes) for each good line; in an open segment the first bad line and all after it are cut."""
-        data = path.read_bytes()
-        pos, good_end = 0, 0
-        while pos < len(data):
-            newline = data.find(b"\n", pos)
-            line = data[pos:] if newline < 0 else data[pos:newline]
-            record = _parse(line) if newline >= 0 else None
-            if record is None:
-                if cut:
-                    with open(path, "rb+") as f:
-                        f.truncate(good_end)
-                        os.fsync(f.fileno())
-                    log.warning("spool %s: cut a torn or corrupt record at byte %d of %s (%d bytes dropped)",
-                                self.folder, good_end, path.name, len(data) - good_end)
-                    return
-                log.warning("spool %s: skipped a corrupt record at byte %d of sealed %s", self.folder, pos, path.name)
-            else:
-                yield record, newline + 1 - pos
-                good_end = newline + 1
-            if newline < 0:
-                break
-            pos = newline + 1
+    def _open(self) -> sqlite3.Connection:
+        """Connect and count what waits; a damaged database is set aside, keeping every row still readable."""
+        db, meta, rows, problem = None, None, [], None
+        try:
+            db = self._connect()
+            meta = db.execute("SELECT next, dropped, corrupt FROM meta").fetchone()
+            rows, problem = _scan(db)
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                if db is not None:
+                    db.close()
+                raise
+            problem = exc
+        self._next, self.dropped, self.corrupt = (int(v or 0) for v in meta or (0, 0, 0))
+        self._saved = (self.dropped, self.corrupt)
+        good = [(seq, text) for seq, text in rows if _decode(text) is not None]
+        if problem is not None:
+            if db is not None:
+                db.close()
+            aside = self._set_aside()
+            db = self._connect()
+            with _transaction(db):
+                db.executemany(INSERT, good)
+            lost = max(self._next, rows[-1][0] + 1) - rows[0][0] - len(good) if rows else 0
+            self.corrupt += lost
+            log.warning("spool %s: %s is damaged (%s): moved it aside as %s; %s", self.folder, DB, problem,
+                        aside.name, f"kept the {len(good)} events still readable, {lost} lost" if rows else
+                        "nothing in it was readable, starting empty")
+        elif len(good) < len(rows):
+            bad = {seq for seq, _ in rows} - {seq for seq, _ in good}
+            with _transaction(db):
+                db.executemany("DELETE FROM events WHERE seq = ?", [(seq,) for seq in bad])
+            self.corrupt += len(bad)
+            log.warning("spool %s: skipped %d events whose JSON is corrupt (%d corrupt in all)", self.folder,
+                        len(bad), self.corrupt)
+        self._count, self._bytes = len(good), sum(len(text) for _, text in good)
+        self._next = max(self._next, good[-1][0] + 1 if good else 0)
+        self._first = self._deleted_below = good[0][0] if good else self._next
+        return db
+
+    def _set_aside(self) -> Path:
+        aside = self.folder / f"{DB}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        for suffix in ("", "-wal"):
+            if (self.folder / (DB + suffix)).exists():
+                os.replace(self.folder / (DB + suffix), f"{aside}{suffix}")
+        (self.folder / (DB + "-shm")).unlink(missing_ok=True)
+        return aside
+
+    def _migrate(self) -> None:
+        """Import a spool of the previous release (segment files) found in the folder, then delete its files."""
+        old = read_old_spool(self.folder)
+        if old is None:
+            return
+        offset = max(0, self._next - old.records[0][0]) if old.records else 0  # never reuse a seq
+        rows = [(seq + offset, json.dumps(event, separators=(",", ":"))) for seq, event in old.records]
+        self._next = max(self._next, old.next_seq + offset)
+        self.dropped, self.corrupt = self.dropped + old.dropped, self.corrupt + old.corrupt
+        with _transaction(self._db) as db:
+            db.executemany(INSERT, rows)
+            db.execute(SAVE_META, (self._next, self.dropped, self.corrupt))
+        self._saved = (self.dropped, self.corrupt)
+        self._count, self._bytes = self._count + len(rows), self._bytes + sum(len(text) for _, text in rows)
+        for path in old.files:
+            path.unlink(missing_ok=True)
+        log.info("spool %s: migrated %d events from the previous release's segment files (%d unreadable records "
+                 "skipped, %d dropped before)", self.folder, len(rows), old.corrupt, old.dropped)
 
     # --- writing --------------------------------------------------------------------------------------
 
     def append(self, event: dict) -> int:
-        """Write ``event`` durably (one line, fsynced) and return its sequence number."""
+        """Store ``event`` and return its sequence number; a disk that refuses keeps it in memory (no raise)."""
+        text = json.dumps(event, separators=(",", ":"), allow_nan=False)
         with self._lock:
             if self.closed:
                 raise SpoolError(f"spool {self.folder} is closed")
-            seq = self._next
-            line = (json.dumps({"seq": seq, "event": event}, separators=(",", ":"), allow_nan=False) + "\n").encode()
-            if self._active is None:
-                try:
-                    self._file = open(self.folder / f"{seq:012d}{OPEN}", "ab", buffering=0)
-                    if self.fsync:
-                        _fsync_dir(self.folder)
-                except OSError as exc:
-                    raise SpoolError(f"spool {self.folder}: cannot write: {exc.strerror or exc}") from None
-                self._active = _Segment(seq, Path(self._file.name))
-            try:
-                view = memoryview(line)
-                while view:
-                    view = view[self._file.write(view):]
-                if self.fsync:
-                    os.fsync(self._file.fileno())
-            except OSError as exc:
-                raise SpoolError(f"spool {self.folder}: cannot write: {exc.strerror or exc}") from None
-            self._next = seq + 1
-            self._active.last, self._active.size = seq, self._active.size + len(line)
-            self._enforce_bounds(len(line))
-            self._pending.append((seq, len(line), event))
-            self._bytes += len(line)
-            if self._active.size >= self.segment_bytes:
-                self._seal_active()
-            self._collect()
+            self._make_room(len(text))
+            seq, self._next = self._next, self._next + 1
+            self._overflow.append((seq, text, event))
+            self._overflow_bytes += len(text)
+            if not self._write() and len(self._overflow) > OVERFLOW:
+                self._overflow_bytes -= len(self._overflow.popleft()[1])
+                self.dropped += 1  # the disk's warning said memory keeps OVERFLOW; close() logs the total
             return seq
 
-    def _enforce_bounds(self, incoming: int) -> None:
-        """Drop the oldest pending records until ``incoming`` more bytes (one more record if > 0) fit."""
-        extra = 1 if incoming else 0
-        dropped = 0
-        while self._pending and (self._bytes + incoming > self.max_bytes or
-                                 (self.max_events is not None and len(self._pending) + extra > self.max_events)):
-            seq, size, _ = self._pending.popleft()
-            self._bytes -= size
-            self._first = seq + 1
+    def _make_room(self, size: int) -> None:
+        """Drop the oldest pending events until one more of ``size`` bytes fits (with 0: until within bounds)."""
+        extra, dropped = (1 if size else 0), 0
+        while (self._count or self._overflow) and (
+                self.pending_bytes + size > self.max_bytes or
+                (self.max_events is not None and len(self) + extra > self.max_events)):
+            row = self._count and self._db.execute(
+                "SELECT seq, length(event) FROM events WHERE seq >= ? ORDER BY seq LIMIT 1", (self._first,)).fetchone()
+            if row:
+                self._first, self._count, self._bytes = row[0] + 1, self._count - 1, self._bytes - row[1]
+            else:
+                self._count = self._bytes = 0  # the disk has none left: the oldest are in memory
+                if not self._overflow:
+                    break
+                self._overflow_bytes -= len(self._overflow.popleft()[1])
             dropped += 1
         if dropped:
             self.dropped += dropped
-            self._dirty = True
             (log.debug if self._warned else log.warning)(
                 "spool %s full (%d events, %d bytes): dropped the %d oldest; %d dropped in all", self.folder,
-                len(self._pending), self._bytes, dropped, self.dropped)
+                len(self), self.pending_bytes, dropped, self.dropped)
             self._warned = True
 
-    def _seal_active(self) -> None:
-        segment, self._active = self._active, None
-        self._file.close()
-        self._file = None
-        self._seal_file(segment)
+    def _write(self) -> bool:
+        """Put the events in memory, the deletions and changed counters on disk in one transaction.
 
-    def _seal_file(self, segment: _Segment) -> None:
-        with open(segment.path, "rb") as f:
-            os.fsync(f.fileno())
-        sealed = segment.path.with_suffix(SEALED)
-        os.replace(segment.path, sealed)
-        _fsync_dir(self.folder)
-        segment.path = sealed
-        self._sealed.append(segment)
-        self._sealed.sort(key=lambda s: s.first)
+        False when the disk refuses (full, I/O error): all of it stays in memory for the next try.
+        """
+        delete, counters = self._first > self._deleted_below, (self.dropped, self.corrupt)
+        if not self._overflow and not delete and counters == self._saved:
+            return True
+        try:
+            with _transaction(self._db) as db:
+                if delete:
+                    db.execute("DELETE FROM events WHERE seq < ?", (self._first,))
+                db.executemany(INSERT, [(seq, text) for seq, text, _ in self._overflow])
+                if delete or counters != self._saved:
+                    db.execute(SAVE_META, (self._next, *counters))
+        except (OSError, sqlite3.DatabaseError) as exc:
+            if not self._failing:
+                log.warning("spool %s cannot write (%s): up to %d events wait in memory until it can",
+                            self.folder, exc, OVERFLOW)
+                self._failing = True
+            return False
+        if self._failing:
+            log.info("spool %s writes again: %d events moved from memory to disk", self.folder, len(self._overflow))
+            self._failing = False
+        self._count, self._bytes = self._count + len(self._overflow), self._bytes + self._overflow_bytes
+        self._overflow.clear()
+        self._overflow_bytes, self._deleted_below, self._saved = 0, self._first, counters
+        return True
 
     # --- delivering -----------------------------------------------------------------------------------
 
     def peek(self, after: int | None = None, limit: int = 100) -> list[Record]:
         """Up to ``limit`` pending records with seq > ``after`` (all pending when None), oldest first."""
         with self._lock:
-            out = []
-            for seq, _, event in self._pending:
-                if after is not None and seq <= after:
-                    continue
-                if len(out) >= limit:
-                    break
-                out.append(Record(seq, event))
+            if self.closed:
+                return []
+            after, limit = max(self._first - 1, -1 if after is None else after), max(limit, 0)
+            out = [Record(seq, json.loads(text)) for seq, text in self._db.execute(
+                "SELECT seq, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
+            out += [Record(seq, event) for seq, _, event in self._overflow if seq > after][:limit - len(out)]
             return out
 
     def ack(self, seq: int) -> int:
         """Remove every pending record up to and including ``seq``: the broker has them. Returns how many."""
         with self._lock:
             seq = min(seq, self._next - 1)
-            removed = 0
-            while self._pending and self._pending[0][0] <= seq:
-                _, size, _ = self._pending.popleft()
-                self._bytes -= size
+            if self.closed or seq < self._first:
+                return 0
+            removed, size = self._db.execute("SELECT count(*), coalesce(sum(length(event)), 0) FROM events "
+                                             "WHERE seq BETWEEN ? AND ?", (self._first, seq)).fetchone()
+            self._count, self._bytes = self._count - removed, self._bytes - size
+            while self._overflow and self._overflow[0][0] <= seq:
+                self._overflow_bytes -= len(self._overflow.popleft()[1])
                 removed += 1
-            if seq >= self._first:
-                self._first = seq + 1
-                self._dirty = True
-                self._warned = False
-            self._collect()
+            self._first, self._warned = seq + 1, False
+            self._write()
             return removed
-
-    def _collect(self, force_save: bool = False) -> None:
-        """Save the state when due, and delete sealed segments whose records are all acknowledged or dropped."""
-        done = [s for s in self._sealed if s.last < self._first]
-        if force_save or done or (self._dirty and time.monotonic() - self._saved_at >= SAVE_EVERY_S):
-            self._save_state()
-        for segment in done:
-            segment.path.unlink(missing_ok=True)
-            self._sealed.remove(segment)
-
-    def _save_state(self) -> None:
-        tmp = self.folder / (STATE + ".tmp")
-        data = json.dumps({"first": self._first, "next": self._next, "dropped": self.dropped}).encode()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.folder / STATE)
-        _fsync_dir(self.folder)
-        self._saved_at, self._dirty = time.monotonic(), False
 
     # --- state ----------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return self._count + len(self._overflow)
 
     @property
     def pending_bytes(self) -> int:
-        """Bytes of the pending records' lines."""
-        return self._bytes
+        """Bytes of the pending events' JSON."""
+        return self._bytes + self._overflow_bytes
 
     @property
     def next_seq(self) -> int:
         return self._next
 
     def flush(self) -> None:
-        """Everything written so far is on disk: the open segment and the state fsynced."""
+        """Write what waits in memory, and checkpoint: with ``durability="normal"`` too, all is then on disk."""
         with self._lock:
-            if self._file is not None:
-                os.fsync(self._file.fileno())
-            self._save_state()
+            if not self.closed and self._write():
+                with suppress(sqlite3.OperationalError):  # a failing disk: _write has said so
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
-        """Flush and release the folder; safe to call twice."""
+        """Write what waits in memory and release the folder; safe to call twice."""
         with self._lock:
             if self.closed:
                 return
+            self.closed = True
             try:
-                self.flush()
+                self._write()
             finally:
-                self.closed = True
-                if self._file is not None:
-                    self._file.close()
+                if self._overflow:
+                    log.warning("spool %s closed with %d events the disk refused: they are lost", self.folder,
+                                len(self._overflow))
+                self._db.close()
                 self._lockfile.close()
-            if self.dropped:
-                log.warning("spool %s closed with %d events waiting; %d dropped in all because it was full",
-                            self.folder, len(self._pending), self.dropped)
+        if self.dropped:
+            log.warning("spool %s closed with %d events waiting; %d dropped in all because it was full",
+                        self.folder, len(self), self.dropped)
 
     def __enter__(self):
         return self
