@@ -1,20 +1,45 @@
-"""Image helpers shared by the detector and classifier: reading and letterboxing."""
+"""Image helpers shared by the detector and classifier: reading and letterboxing.
+
+``read_image`` refuses, before decoding, an image whose header says more than
+:data:`MAX_IMAGE_PIXELS` pixels (``MASKWATCH_MAX_IMAGE_PIXELS`` changes the cap), and one
+whose size cannot be read from its header: a small compressed file must not decode to
+gigabytes and bring the OOM killer.
+"""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import ConfigError, InputError
+from .image_header import FORMATS, image_size
 
 log = logging.getLogger(__name__)
 
 #: Detector inputs must be multiples of the largest anchor stride.
 STRIDE_MULTIPLE = 32
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Most pixels an image file may decode to (50 MP: a 48 MP phone photo fits; 150 MB as 8-bit BGR).
+MAX_IMAGE_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "MASKWATCH_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The pixel cap: ``MASKWATCH_MAX_IMAGE_PIXELS`` when set, else :data:`MAX_IMAGE_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={text!r}: give a whole number of pixels, at least 1")
+    return value
 
 
 def expand_images(specs) -> list[Path]:
@@ -67,13 +92,27 @@ class ReadableImages:
         return 1
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as 8-bit, 3-channel BGR (OpenCV's order); InputError naming it otherwise."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as 8-bit, 3-channel BGR (OpenCV's order); InputError naming it otherwise, also when
+    its header says more than ``max_pixels`` (default :func:`max_image_pixels`), checked before decoding."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if not data.size:
+        raise InputError(f"{path}: not a readable image (empty file)")
+    size = image_size(data.data)
+    if size is None:
+        raise InputError(f"{path}: not a readable image (not {FORMATS}, or its header is cut short)")
+    cap = max_image_pixels() if max_pixels is None else max_pixels
+    if size[0] * size[1] > cap:
+        raise InputError(f"{path}: {size[0]}x{size[1]} pixels is more than the {cap:,} an image may have "
+                         f"(set {MAX_PIXELS_ENV} to change it)")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:            # a decoder's own check (OPENCV_IO_MAX_IMAGE_PIXELS), or a broken file
+        detail = str(exc).strip().splitlines()[-1].rpartition(" error: ")[2]
+        raise InputError(f"{path}: not a readable image (OpenCV: {detail[:200]})") from None
     if image is None:
         raise InputError(f"{path}: not a readable image")
     return to_bgr8(image, str(path))

@@ -13,23 +13,29 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from base64 import b64encode
 from contextlib import ExitStack
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from conftest import free_port
 from maskwatch.edge.deploy import service
-from maskwatch.edge.errors import ConfigError
+from maskwatch.edge.errors import ConfigError, InputError
 from maskwatch.edge.events import JsonlConfig, JsonlSink, track_event
+from maskwatch.edge.image import read_image
+from maskwatch.edge.image_header import image_size
 from maskwatch.edge.preview import MjpegPreview
 from maskwatch.edge.sources import Frame
 
@@ -393,3 +399,122 @@ def test_a_failed_run_leaves_no_empty_event_log(tmp_path):
                            str(tmp_path / "missing.mp4")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "missing.mp4" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- images that decode to gigabytes
+
+def black_png(path: Path, width: int, height: int, rows_per_block: int = 1000) -> Path:
+    """A valid 8-bit grey PNG of black pixels, written without ever holding it: one deflate block of
+    ``rows_per_block`` zero rows, repeated (a full flush resets the dictionary, so each block is the same)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"\0" * ((width + 1) * rows_per_block)       # each row: filter byte 0, then its pixels
+    comp = zlib.compressobj(9)
+    first = comp.compress(rows) + comp.flush(zlib.Z_FULL_FLUSH)
+    block = comp.compress(rows) + comp.flush(zlib.Z_FULL_FLUSH)
+    blocks = height // rows_per_block
+    assert blocks * rows_per_block == height
+    adler = 1
+    for _ in range(blocks):
+        adler = zlib.adler32(rows, adler)
+    idat = first + block * (blocks - 1) + b"\x03\x00" + struct.pack(">I", adler)   # an empty final block
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    """30000x30000 black pixels in under 1 MB: 900 MB decoded, 2.7 GB as BGR."""
+    return black_png(tmp_path_factory.mktemp("bomb") / "bomb.png", 30000, 30000)
+
+
+def test_the_png_maker_makes_real_images(tmp_path):
+    image = cv2.imread(str(black_png(tmp_path / "small.png", 300, 2000)), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (2000, 300) and image.max() == 0
+
+
+def limited_memory() -> None:
+    """preexec_fn: 2 GB of address space, so decoding the bomb would fail (or, unchecked, reach the OOM killer)."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_decompression_bomb_is_a_one_line_error_before_decoding(bomb):
+    assert bomb.stat().st_size < 2_000_000
+    with pytest.raises(InputError) as err:
+        read_image(bomb)
+    assert str(err.value) == (f"{bomb}: 30000x30000 pixels is more than the 50,000,000 an image may have "
+                              "(set MASKWATCH_MAX_IMAGE_PIXELS to change it)")
+    for command in (["detect", str(bomb), "--out", str(bomb.parent / "out")], ["classify", str(bomb)],
+                    ["predict", str(bomb), "--jsonl", str(bomb.parent / "p.jsonl")]):
+        done = subprocess.run([MASKWATCH, *command], capture_output=True, text=True, timeout=300,
+                              preexec_fn=limited_memory)
+        assert done.returncode == 2, (command, done.stderr[-2000:])
+        assert done.stderr.strip().splitlines()[-1] == f"maskwatch: error: {err.value}", command
+        assert "Traceback" not in done.stderr
+
+
+def test_a_bomb_among_other_images_is_skipped_with_one_warning(bomb, tmp_path, sample_image):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_bomb.png").symlink_to(bomb)
+    shutil.copy(sample_image, folder / "b_face.jpg")
+    for command in (["detect", str(folder / "a_bomb.png"), str(folder / "b_face.jpg"), "--out", str(tmp_path / "out")],
+                    ["classify", str(folder)]):
+        done = subprocess.run([MASKWATCH, *command], capture_output=True, text=True, timeout=300,
+                              preexec_fn=limited_memory)
+        assert done.returncode == 1, done.stderr[-2000:]              # 1: some files were skipped
+        warnings = [line for line in done.stderr.splitlines() if "a_bomb.png" in line]
+        assert len(warnings) == 1 and "30000x30000 pixels" in warnings[0] and "(skipped)" in warnings[0], warnings
+        assert "b_face.jpg" in done.stdout and "a_bomb.png" not in done.stdout
+
+
+def test_a_bomb_in_an_image_source_is_skipped(bomb, tmp_path, sample_image, caplog):
+    from maskwatch.edge.sources.images import ImageList
+
+    (tmp_path / "a_bomb.png").symlink_to(bomb)
+    shutil.copy(sample_image, tmp_path / "b_face.jpg")
+    with ImageList(tmp_path) as images:
+        frames = []
+        while (frame := images.read()) is not None:
+            frames.append(frame.source)
+    assert frames == [str(tmp_path / "b_face.jpg")]
+    assert [r.getMessage() for r in caplog.records if "a_bomb.png" in r.getMessage()][0].count("30000x30000") == 1
+
+
+def test_the_pixel_cap_is_set_by_environment(tmp_path, monkeypatch):
+    path = tmp_path / "twenty.png"
+    cv2.imwrite(str(path), np.zeros((20, 20, 3), np.uint8))
+    monkeypatch.setenv("MASKWATCH_MAX_IMAGE_PIXELS", "399")
+    with pytest.raises(InputError, match="20x20 pixels is more than the 399 "):
+        read_image(path)
+    monkeypatch.setenv("MASKWATCH_MAX_IMAGE_PIXELS", "400")
+    assert read_image(path).shape == (20, 20, 3)
+    with pytest.raises(InputError, match="20x20 pixels is more than the 100 "):
+        read_image(path, max_pixels=100)                           # a caller's own cap comes first
+    monkeypatch.setenv("MASKWATCH_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(ConfigError, match="^MASKWATCH_MAX_IMAGE_PIXELS='lots': give a whole number"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("ext, params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                                         (".bmp", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+                                         (".tif", []), (".tif", [cv2.IMWRITE_TIFF_COMPRESSION, 1]), (".ppm", []),
+                                         (".gif", [])])
+@pytest.mark.parametrize("height, width, channels", [(1, 1, 3), (37, 53, 3), (17, 9, 4), (2000, 3, 3)])
+def test_image_size_reads_each_formats_header(ext, params, height, width, channels):
+    image = np.random.default_rng(1).integers(0, 255, (height, width, channels), dtype=np.uint8)
+    if ext == ".ppm":
+        image = image[..., :3]
+    ok, data = cv2.imencode(ext, image, params)
+    assert ok
+    assert image_size(data.tobytes()) == (width, height)
+    assert image_size(data.tobytes()[:5]) is None                  # a header cut short: size unknown
+
+
+def test_an_image_without_a_readable_size_is_refused(tmp_path):
+    path = tmp_path / "odd.jpg"
+    path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n")
+    with pytest.raises(InputError, match="odd.jpg: not a readable image \\(not PNG, JPEG, BMP, GIF, WebP, TIFF or PNM"):
+        read_image(path)

@@ -1,7 +1,8 @@
 """Image lists: a folder (searched recursively), a glob pattern or one image file.
 
 Images are read in sorted order through ``maskwatch.edge.image.read_image`` (so always 8-bit BGR); one
-that cannot be read is skipped with a warning naming it. ``Frame.source`` is the image's path,
+that cannot be read, or whose header says more pixels than the cap (``MASKWATCH_MAX_IMAGE_PIXELS``), is
+skipped with a warning naming it. ``Frame.source`` is the image's path,
 so outputs can be written under the same name::
 
     with ImageList("photos/") as images:
