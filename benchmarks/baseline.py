@@ -80,10 +80,9 @@ def compare(document: dict, config, voc=None) -> dict:
 
 def accuracy(baseline: TensorFlowPipeline, document: dict, voc) -> dict:
     """mAP of the baseline and of each benchmarked variant on the val split of ``voc``, and the differences."""
-    from maskwatch.edge.classifier import MaskClassifier
-    from maskwatch.edge.detector import FaceDetector
+    from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
+    from maskwatch.edge.detector import DetectorConfig, FaceDetector
     from maskwatch.edge.evaluate import EVAL_THRESHOLD, predictor_process, scene_figures
-    from maskwatch.edge.postprocess import PostprocessSettings
     from maskwatch.edge.predict import ImagePredictor
     from maskwatch.edge.variants import VARIANTS
 
@@ -98,8 +97,9 @@ def accuracy(baseline: TensorFlowPipeline, document: dict, voc) -> dict:
         if "error" in r:
             continue
         detector_file, classifier_file, size = VARIANTS[r["variant"]]
-        detector = FaceDetector(detector_file, input_size=size, settings=PostprocessSettings(score_threshold=EVAL_THRESHOLD))
-        predictor = ImagePredictor(detector, MaskClassifier(classifier_file))
+        detector = FaceDetector.from_config(DetectorConfig(model=detector_file, input_size=size,
+                                                           score_threshold=EVAL_THRESHOLD))
+        predictor = ImagePredictor(detector, MaskClassifier.from_config(ClassifierConfig(model=classifier_file)))
         figures[r["variant"]] = scene_figures(predictor_process(predictor), voc)["all"]
     keep = ("map_3class", "map_2class", "face_ap")
     summary = {name: {k: f[k] for k in keep} for name, f in figures.items()}

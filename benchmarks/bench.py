@@ -69,8 +69,8 @@ def timed(function, config: BenchConfig) -> dict:
 
 def measure(variant: str, config: BenchConfig) -> dict:
     """Every stage of one variant, in this process."""
-    from maskwatch.edge.classifier import MaskClassifier
-    from maskwatch.edge.detector import FaceDetector
+    from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
+    from maskwatch.edge.detector import DetectorConfig, FaceDetector
     from maskwatch.edge.events import Fanout
     from maskwatch.edge.pipeline import Pipeline
     from maskwatch.edge.signal import Indicator
@@ -78,8 +78,8 @@ def measure(variant: str, config: BenchConfig) -> dict:
     from maskwatch.edge.tracker import Tracker
 
     detector_name, classifier_name, size = VARIANTS[variant]
-    detector = FaceDetector(detector_name, threads=config.threads, input_size=size)
-    classifier = MaskClassifier(classifier_name, threads=config.threads)
+    detector = FaceDetector.from_config(DetectorConfig(model=detector_name, threads=config.threads, input_size=size))
+    classifier = MaskClassifier.from_config(ClassifierConfig(model=classifier_name, threads=config.threads))
     frame = five_face_frame()
     jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
     tensor, box = detector.prepare(frame)

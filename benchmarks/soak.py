@@ -27,7 +27,7 @@ def open_fds() -> int:
 def soak(frames: int = 20_000, every: int = 500) -> dict:
     from maskwatch.edge.app import build_pipeline
     from maskwatch.edge.config import load_config
-    from maskwatch.edge.sample import SampleClip
+    from maskwatch.edge.sources.sample import SampleClip
     from maskwatch.edge.sources import Frame
 
     from .bench import five_face_frame

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.edge.classifier import MaskClassifier
+from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
 from maskwatch.edge.labels import CLASSES
 from maskwatch.edge.manifest import Manifest
 from maskwatch.edge.metrics import class_table, confusion, per_class
@@ -112,7 +112,7 @@ def record_figures(manifest: Manifest, name: str, val: list[FaceSample], referen
     ``reference`` probabilities for them, and store both as the entry's ``metrics``.
     ``float_reference``: the float model's probabilities, for a file converted from a
     quantization-aware copy (recorded as ``agreement_with_float``)."""
-    classify = MaskClassifier(name, models_dir=manifest.directory).classify_crops
+    classify = MaskClassifier.from_config(ClassifierConfig(model=name), manifest.directory).classify_crops
     probabilities = classify([s.pixels for s in val])
     figures = validation_figures(probabilities, val, breakdown=True)
     figures.update(split="val", crops=len(val), agreement=agreement(probabilities, reference))

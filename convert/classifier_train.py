@@ -99,10 +99,9 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         finetune_start(config, build_model(config)[1])
     detector = None
     if config.voc and config.voc_boxes == "detector":
-        from maskwatch.edge.detector import FaceDetector
-        from maskwatch.edge.postprocess import PostprocessSettings
+        from maskwatch.edge.detector import DetectorConfig, FaceDetector
 
-        detector = FaceDetector(DETECTOR_FOR_CROPS, settings=PostprocessSettings(score_threshold=0.3))
+        detector = FaceDetector.from_config(DetectorConfig(model=DETECTOR_FOR_CROPS, score_threshold=0.3))
     for root in config.voc:
         if detector is not None:
             found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size, val_fold=config.val_fold)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.edge.detector import DEFAULT_DYNAMIC_SIZE, FaceDetector
+from maskwatch.edge.detector import DEFAULT_DYNAMIC_SIZE, DetectorConfig, FaceDetector
 from maskwatch.edge.errors import ConfigError
 from maskwatch.edge.image import letterbox
 from maskwatch.edge.labels import CLASSES
 from maskwatch.edge.manifest import Manifest
-from maskwatch.edge.postprocess import AnchorConfig, PostprocessSettings
+from maskwatch.edge.postprocess import AnchorConfig
 
 from . import retinaface_graph as rg
 from .artefacts import converter_versions, install
@@ -55,7 +55,7 @@ def file_figures(path: Path, scenes: list[Scene], size: int) -> dict | None:
     val = [s for s in scenes if s.split == "val"]
     if not val:
         return None
-    detector = FaceDetector(path, settings=PostprocessSettings(score_threshold=EVAL_SCORE), input_size=size)
+    detector = FaceDetector.from_config(DetectorConfig(model=str(path), score_threshold=EVAL_SCORE, input_size=size))
     predictions = {}
     for scene in val:
         faces = detector.detect(np.ascontiguousarray(scene.pixels[..., ::-1]))  # the runtime takes BGR

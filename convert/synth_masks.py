@@ -74,8 +74,8 @@ def landmarks_for(samples, detector=None, min_side: int = 112) -> list[np.ndarra
     ``detector`` defaults to the shipped ``retinaface_mnv2_640_int8.tflite``.
     """
     if detector is None:
-        from maskwatch.edge.detector import FaceDetector
-        detector = FaceDetector("retinaface_mnv2_640_int8.tflite")
+        from maskwatch.edge.detector import DetectorConfig, FaceDetector
+        detector = FaceDetector.from_config(DetectorConfig(model="retinaface_mnv2_640_int8.tflite"))
     out = []
     for sample in samples:
         image = cv2.cvtColor(sample.pixels, cv2.COLOR_RGB2BGR)
@@ -288,8 +288,8 @@ def synthesize_incorrect(unmasked, masked, count, rng, detector=None, modes=("be
         raise ValueError(f"modes must be among {sorted(MODES)}, not {sorted(unknown) or 'none'}")
     if landmarks is None:
         if detector is None:
-            from maskwatch.edge.detector import FaceDetector
-            detector = FaceDetector("retinaface_mnv2_640_int8.tflite")
+            from maskwatch.edge.detector import DetectorConfig, FaceDetector
+            detector = FaceDetector.from_config(DetectorConfig(model="retinaface_mnv2_640_int8.tflite"))
         landmarks = landmarks_for(unmasked, detector), landmarks_for(masked, detector)
     t_points, d_points = landmarks
     tight = _tight_proportions(unmasked, t_points)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.edge.detector import FaceDetector
+from maskwatch.edge.detector import DetectorConfig, FaceDetector
 from maskwatch.edge.errors import InputError
 from maskwatch.edge.image import read_image
 from maskwatch.edge.manifest import Manifest
@@ -96,7 +96,7 @@ def run(models_dir: Path, images_dir: Path, limit: int = 40, split: str = "val",
     reference = rg.HeadsModel(rg.parse_graph_def(graph_bytes(graph, cache, trust_graph)[0]))
     results = {}
     for name in names:
-        detector = FaceDetector(name, models_dir=models_dir, input_size=input_size)
+        detector = FaceDetector.from_config(DetectorConfig(model=str(name), input_size=input_size), models_dir)
         figures = compare(detector, reference, images)
         figures.update(image_set=f"{Path(images_dir).name} ({split} split)", verified=dt.date.today().isoformat())
         if detector.entry.dynamic:

@@ -11,7 +11,7 @@ import signal as signals
 import threading
 
 from .classifier import MaskClassifier
-from .config import SAMPLE_SOURCE, Config
+from .config import Config
 from .decision import Decision
 from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
@@ -19,9 +19,7 @@ from .errors import InputError
 from .events import open_sinks, status_event
 from .mask_state import MaskReader
 from .pipeline import Pipeline
-from .postprocess import PostprocessSettings
 from .preview import VideoPreview, open_preview
-from .sample import SampleClip
 from .signal import Indicator
 from .sources import Threaded, open_source, with_reconnect
 from .tracker import Tracker
@@ -31,24 +29,11 @@ log = logging.getLogger(__name__)
 MOCK_WIRING = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
 
 
-def runtime_options(section) -> dict:
-    """Backend-specific options of a model section: a LiteRT delegate or ONNX Runtime providers."""
-    if section.model.endswith(".tflite"):
-        return {"delegate": section.delegate} if section.delegate else {}
-    return {"providers": section.providers} if section.providers else {}
-
-
 def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     """Models, tracker, indicator, sinks and preview, all built before the first frame."""
-    detector_settings = PostprocessSettings(score_threshold=config.detector.score_threshold,
-                                            iou_threshold=config.detector.iou_threshold)
-    detector = FaceDetector(config.detector.model, backend=config.detector.backend, threads=config.detector.threads,
-                            settings=detector_settings, input_size=config.detector.input_size, models_dir=config.models_dir,
-                            **runtime_options(config.detector))
+    detector = FaceDetector.from_config(config.detector, config.models_dir)
     reader = MaskReader(config.classifier.rule, config.classifier.small_face_px)
-    classifier = MaskClassifier(config.classifier.model, backend=config.classifier.backend,
-                                threads=config.classifier.threads, models_dir=config.models_dir,
-                                **runtime_options(config.classifier)) if reader.needs_crop else None
+    classifier = MaskClassifier.from_config(config.classifier, config.models_dir) if reader.needs_crop else None
     signal_config = config.signal
     if signal_config.backend == "mock" and not signal_config.pins:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
@@ -75,10 +60,11 @@ def build_source(config: Config, pipeline: Pipeline | None = None, stop: threadi
                  on_wait=None):
     """The configured frame source; a live one reconnects with back-off and captures in its own thread
     (whose ``read()`` gives up when ``stop`` is set and calls ``on_wait(source)`` while it waits)."""
-    spec = config.source.spec
-    if spec == SAMPLE_SOURCE:
-        return SampleClip()
-    source = open_source(spec, width=config.source.width, height=config.source.height, fps=config.source.fps)
+    section = config.source
+    options = dict(section.options)
+    if config.preview.target is None:  # Picamera2's main stream is copied only for a preview to draw on
+        options.pop("preview_size", None)
+    source = open_source(section.spec, width=section.width, height=section.height, fps=section.fps, **options)
     if not source.live:
         return source
 

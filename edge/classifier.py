@@ -14,15 +14,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 import cv2
 import numpy as np
+from pydantic import Field
 
 from .errors import ModelError
 from .image import crop_with_margin, stretch, to_bgr8
 from .manifest import Manifest
-from .runtimes import load_runtime
+from .mask_state import DEFAULT_RULE, RULES, SMALL_FACE_PX
+from .runtimes import load_runtime, to_input
+from .runtimes.config import ModelSection
 
 DEFAULT_CLASSIFIER = "mask_mnv2_96_int8.tflite"
+
+
+class ClassifierConfig(ModelSection):
+    """The ``classifier`` config section: the crop classifier's file and runtime, and how a face's state is read."""
+
+    model: str = Field(DEFAULT_CLASSIFIER, description="classifier file in the manifest, or a path")
+    rule: Literal[RULES] = Field(
+        DEFAULT_RULE, description="how a face's mask state is read: crop classifier, the detector's mask head, their "
+                                  "product, or by size (see edge/mask_state.py); all but crop need a mask-aware detector")
+    small_face_px: float = Field(SMALL_FACE_PX, gt=0, description="with rule 'size': faces whose shorter side is under "
+                                                                  "this use the detector's mask head")
 
 
 class MaskClassifier:
@@ -40,15 +56,11 @@ class MaskClassifier:
         self.margin = float(self.entry.preprocessing["margin"])
         self._batched = self.runtime.input_shape[0] is None
 
-    def _tensor(self, crops_rgb: np.ndarray) -> np.ndarray:
-        dtype, quantization = self.runtime.input_dtype, self.runtime.input_quantization
-        if dtype == np.float32:
-            return crops_rgb.astype(np.float32)
-        scale, zero = quantization or (1.0, 0)
-        if (scale, zero) == (1.0, 0) and dtype == np.uint8:
-            return crops_rgb
-        info = np.iinfo(dtype)
-        return np.clip(np.round(crops_rgb / scale + zero), info.min, info.max).astype(dtype)
+    @classmethod
+    def from_config(cls, section: ClassifierConfig, models_dir: str | Path | None = None) -> "MaskClassifier":
+        """The classifier a ``classifier`` config section describes (what the app, CLI, bench and toolchain use)."""
+        return cls(section.model, backend=section.backend, threads=section.threads, models_dir=models_dir,
+                   **section.runtime_options())
 
     def resize(self, crop_rgb: np.ndarray) -> np.ndarray:
         """Stretched to the input size as in training (:func:`maskwatch.edge.image.stretch`)."""
@@ -60,8 +72,8 @@ class MaskClassifier:
             return np.zeros((0, len(self.labels)), np.float32)
         batch = np.stack([self.resize(c) for c in crops_rgb])
         if self._batched:
-            return self.runtime.run(self._tensor(batch))["probabilities"].astype(np.float32)
-        return np.concatenate([self.runtime.run(self._tensor(batch[i:i + 1]))["probabilities"]
+            return self.runtime.run(to_input(batch, self.runtime))["probabilities"].astype(np.float32)
+        return np.concatenate([self.runtime.run(to_input(batch[i:i + 1], self.runtime))["probabilities"]
                                for i in range(len(batch))]).astype(np.float32)
 
     def classify_faces(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:

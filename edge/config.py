@@ -22,22 +22,19 @@ import socket
 import tomllib
 from urllib.parse import urlparse
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .classifier import DEFAULT_CLASSIFIER
-from .detector import DEFAULT_DETECTOR
+from .classifier import ClassifierConfig
+from .detector import MAX_INPUT_SIZE, DetectorConfig
 from .errors import ConfigError, one_line
 from .events import JsonlConfig, MqttConfig
-from .mask_state import DEFAULT_RULE, RULES, SMALL_FACE_PX
 from .signal import SignalConfig
 from .tracker import TrackerConfig
 
 #: Shortest wait between reopen attempts: a zero back-off would spin (tens of thousands of tries a second).
 MIN_BACKOFF_S = 0.1
-#: Largest detector input side: memory grows with its square (4096 px: about 1 GB of activations).
-MAX_INPUT_SIZE = 4096
 #: A device id is part of every event and MQTT topic: short, and no topic wildcards or separators.
 DEVICE_ID_MAX = 64
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]+$"
@@ -59,31 +56,24 @@ class SourceConfig(_Section):
                                                         f"(each {MIN_BACKOFF_S} to 3600 s; the last repeats)")
     stale_after_s: float = Field(3.0, gt=0, description="seconds without a frame after which every track ends, the "
                                                         "lights and buzzer go idle (off) and a no_frames status event is published")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further options for the chosen kind of source: camera fourcc (e.g. 'MJPG') and props "
+                    "({OpenCV property id = value}); stream timeout (s) and props; video live and props; picamera2 "
+                    "camera (index) and preview_size ([w, h] main stream, only drawn by a preview); sample frames")
 
-
-class DetectorConfig(_Section):
-    model: str = Field(DEFAULT_DETECTOR, description="detector file in the manifest, or a path")
-    backend: str = Field("auto", description="auto, litert or onnx")
-    threads: int | None = Field(None, ge=1, description="inference threads")
-    score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
-    iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
-    input_size: int | None = Field(None, ge=32, le=MAX_INPUT_SIZE,
-                                   description=f"longest input side for dynamic-shape models (32 to {MAX_INPUT_SIZE})")
-    delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
-    providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
-
-
-class ClassifierConfig(_Section):
-    model: str = Field(DEFAULT_CLASSIFIER, description="classifier file in the manifest, or a path")
-    backend: str = Field("auto", description="auto, litert or onnx")
-    threads: int | None = Field(None, ge=1, description="inference threads")
-    delegate: Literal["xnnpack", "edgetpu", "gpu"] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
-    providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, CPU as available)")
-    rule: Literal[RULES] = Field(
-        DEFAULT_RULE, description="how a face's mask state is read: crop classifier, the detector's mask head, their "
-                                  "product, or by size (see edge/mask_state.py); all but crop need a mask-aware detector")
-    small_face_px: float = Field(SMALL_FACE_PX, gt=0, description="with rule 'size': faces whose shorter side is under "
-                                                                  "this use the detector's mask head")
+    @model_validator(mode="after")
+    def _options_are_not_repeated(self):
+        repeated = sorted({"width", "height", "fps"} & set(self.options))
+        if repeated:
+            raise ValueError(f"options.{repeated[0]}: set source.{repeated[0]} instead")
+        props = self.options.get("props")
+        if props is not None:
+            try:
+                self.options["props"] = {int(key): float(value) for key, value in dict(props).items()}
+            except (TypeError, ValueError):
+                raise ValueError("options.props: give {OpenCV property id = number}, e.g. {\"15\" = -6}") from None
+        return self
 
 
 class EventsConfig(_Section):

@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from .errors import ModelError
 from .image import fit_size, letterbox, to_bgr8
 from .manifest import Manifest
 from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
-from .runtimes import load_runtime
+from .runtimes import load_runtime, to_input
+from .runtimes.config import ModelSection
 
 #: The shipped detector used when none is named: the mask-aware RetinaFace fine-tuned on street scenes,
 #: int8, 320 px (models/retinaface_mask_mnv2.md); the wheel's own detector is retinaface_mnv2_*.
@@ -33,6 +35,18 @@ DEFAULT_DETECTOR = "retinaface_mask_mnv2_320_int8.tflite"
 #: Longest input side used by dynamic-shape (ONNX) detectors unless told otherwise.
 DEFAULT_DYNAMIC_SIZE = 640
 _HEADS = ("bbox", "landmark", "class", "mask")
+#: Largest input side: memory grows with its square (4096 px: about 1 GB of activations).
+MAX_INPUT_SIZE = 4096
+
+
+class DetectorConfig(ModelSection):
+    """The ``detector`` config section: the face detector's file, runtime and thresholds."""
+
+    model: str = Field(DEFAULT_DETECTOR, description="detector file in the manifest, or a path")
+    score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
+    iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
+    input_size: int | None = Field(None, ge=32, le=MAX_INPUT_SIZE,
+                                   description=f"longest input side for dynamic-shape models (32 to {MAX_INPUT_SIZE})")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,13 @@ class FaceDetector:
         #: the mask head's labels in column order, or None for a face-only model
         self.labels: list[str] | None = list(self.entry.labels) if "mask" in self._outputs else None
 
+    @classmethod
+    def from_config(cls, section: DetectorConfig, models_dir: str | Path | None = None) -> "FaceDetector":
+        """The detector a ``detector`` config section describes (what the app, CLI, bench and toolchain use)."""
+        settings = PostprocessSettings(score_threshold=section.score_threshold, iou_threshold=section.iou_threshold)
+        return cls(section.model, backend=section.backend, threads=section.threads, settings=settings,
+                   input_size=section.input_size, models_dir=models_dir, **section.runtime_options())
+
     def input_shape_for(self, height: int, width: int) -> tuple[int, int]:
         """Model input (height, width) used for a frame of this size."""
         _, h, w, _ = self.runtime.input_shape if not self.entry.dynamic else (None, None, None, None)
@@ -90,15 +111,7 @@ class FaceDetector:
         frame_bgr = to_bgr8(frame_bgr)
         height, width = self.input_shape_for(*frame_bgr.shape[:2])
         image, box = letterbox(frame_bgr, height, width)
-        dtype = self.runtime.input_dtype
-        if dtype == np.uint8 and self.runtime.input_quantization in (None, (1.0, 0)):
-            tensor = image[None]
-        elif self.runtime.input_quantization:
-            scale, zero = self.runtime.input_quantization
-            info = np.iinfo(dtype)
-            tensor = np.clip(np.round(image / scale + zero), info.min, info.max).astype(dtype)[None]
-        else:
-            tensor = image[None].astype(np.float32)
+        tensor = to_input(image[None], self.runtime)
         return tensor, box
 
     def raw(self, tensor: np.ndarray) -> dict[str, np.ndarray]:

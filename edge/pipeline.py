@@ -18,11 +18,15 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .decision import Decision, StateChange, scene_state
 from .events import SummaryCounter, state_event, status_event, track_event
+from .interfaces import Classifier, Detector, EventSink, Indicator, Preview
+from .detector import Faces
 from .mask_state import MaskReader
 from .tracker import Track, Tracker, TrackUpdate
 
@@ -35,7 +39,7 @@ class FrameResult:
     """What one frame produced."""
 
     index: int
-    faces: object  #: maskwatch.edge.detector.Faces
+    faces: Faces
     tracks: list[Track]
     state: str
     classified: int
@@ -58,8 +62,9 @@ class RunStats:
 class Pipeline:
     """One camera's pipeline; ``process(frame)`` handles a frame, ``run(source)`` a whole stream."""
 
-    def __init__(self, detector, classifier, tracker: Tracker, indicator, events, device_id: str,
-                 preview=None, summary_interval_s: float = 60.0, clock=time.monotonic, crops_dir=None,
+    def __init__(self, detector: Detector, classifier: Classifier | None, tracker: Tracker, indicator: Indicator,
+                 events: EventSink, device_id: str, preview: Preview | None = None, summary_interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, crops_dir: Path | None = None,
                  reader: MaskReader | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.decision = decision or Decision()

@@ -27,13 +27,21 @@ COLOURS = {"masked": (0, 200, 0), "unmasked": (0, 0, 230), "incorrect": (0, 140,
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def annotate(image: np.ndarray, tracks, state: str, fps: float) -> np.ndarray:
+def annotated(frame, tracks, state: str, fps: float) -> np.ndarray:
+    """The frame's ``display`` picture when it has one (Picamera2's main stream), else its image, annotated."""
+    if frame.display is None:
+        return annotate(frame.image, tracks, state, fps)
+    return annotate(frame.display, tracks, state, fps, box_scale=frame.display.shape[1] / frame.image.shape[1])
+
+
+def annotate(image: np.ndarray, tracks, state: str, fps: float, box_scale: float = 1.0) -> np.ndarray:
+    """A copy of ``image`` with each track's box (times ``box_scale``) and label, and the scene state."""
     out = image.copy()
     scale = max(0.9, max(out.shape[:2]) / 700)
     thickness = max(1, round(2 * scale))
     for track in tracks:
         colour = COLOURS[LABEL_STATE.get(track.label)]
-        x1, y1, x2, y2 = (int(round(v)) for v in track.box)
+        x1, y1, x2, y2 = (int(round(v * box_scale)) for v in track.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
         text = f"#{track.id} {track.label or '?'} {track.label_score:.2f}" if track.label else f"#{track.id}"
         cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, colour, thickness)
@@ -55,7 +63,7 @@ class VideoPreview:
         self.path, self.fps, self._writer = Path(path), fps, None
 
     def show(self, frame, faces, tracks, state: str, fps: float) -> None:
-        image = annotate(frame.image, tracks, state, fps)
+        image = annotated(frame, tracks, state, fps)
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +187,7 @@ class MjpegPreview:
             return self._jpeg
 
     def show(self, frame, faces, tracks, state: str, fps: float) -> None:
-        ok, data = cv2.imencode(".jpg", annotate(frame.image, tracks, state, fps), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        ok, data = cv2.imencode(".jpg", annotated(frame, tracks, state, fps), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._ready:
                 self._jpeg = data.tobytes()

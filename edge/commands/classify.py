@@ -7,7 +7,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from .options import SKIPPED, backends, output
+from .options import SKIPPED, backends, output, section
 
 #: Crops per classifier call (a batch-1 model runs them one by one).
 CLASSIFY_BATCH = 64
@@ -32,10 +32,11 @@ def classify(args: argparse.Namespace) -> int:
 
     import cv2
 
-    from ..classifier import MaskClassifier
+    from ..classifier import ClassifierConfig, MaskClassifier
     from ..image import ReadableImages, expand_images
 
-    classifier = MaskClassifier(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir)
+    classifier = MaskClassifier.from_config(section(ClassifierConfig, {"threads": "--threads"}, model=args.model,
+                                                    backend=args.backend, threads=args.threads), args.models_dir)
     images = ReadableImages(expand_images(args.paths))
     with output(args.csv, newline="") if args.csv else contextlib.nullcontext(sys.stdout) as out:
         writer = csv.writer(out)

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends
+from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends, detector_section
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +32,9 @@ def detect(args: argparse.Namespace) -> int:
     from ..detector import FaceDetector
     from ..draw import draw_faces
     from ..image import ReadableImages
-    from ..postprocess import PostprocessSettings
     from ..sample import sample_image
 
-    detector = FaceDetector(args.model, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
-                            settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
+    detector = FaceDetector.from_config(detector_section(args, args.model), args.models_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     images = ReadableImages(list(args.images or [sample_image()]))
     for path, image in images:

@@ -29,12 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ..classifier import MaskClassifier
-    from ..detector import FaceDetector
+    from ..classifier import ClassifierConfig, MaskClassifier
+    from ..detector import DetectorConfig, FaceDetector
     from ..errors import ConfigError
     from ..evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, scene_figures
     from ..mask_state import RULES, SMALL_FACE_PX, MaskReader
-    from ..postprocess import PostprocessSettings
     from ..predict import ImagePredictor
     from ..scoring import table
     from ..variants import VARIANTS
@@ -50,12 +49,12 @@ def evaluate(args: argparse.Namespace) -> int:
     results = {}
     for name in args.variants:
         detector_file, classifier_file, size = VARIANTS[name]
-        classifier = MaskClassifier(classifier_file, threads=args.threads)
+        classifier = MaskClassifier.from_config(ClassifierConfig(model=classifier_file, threads=args.threads))
         if args.crops:
             results[name] = crop_figures(classifier, args.crops, args.split, args.val_fold)
         else:
-            detector = FaceDetector(detector_file, threads=args.threads, input_size=size,
-                                    settings=PostprocessSettings(score_threshold=EVAL_THRESHOLD))
+            detector = FaceDetector.from_config(DetectorConfig(model=detector_file, threads=args.threads,
+                                                               input_size=size, score_threshold=EVAL_THRESHOLD))
             for rule in rules:
                 reader = MaskReader(rule, args.small_face_px or SMALL_FACE_PX)
                 results[name if rules == ["crop"] else f"{name}/{rule}"] = scene_figures(

@@ -32,9 +32,22 @@ THRESHOLD = bounded(float, 0.0, 1.0, "a score threshold")
 
 def backends() -> list[str]:
     """``auto`` and every inference runtime in the registry."""
-    from ..runtimes import BACKENDS
+    from ..runtimes import BACKEND_CHOICES
 
-    return ["auto", *BACKENDS]
+    return list(BACKEND_CHOICES)
+
+
+def section(kind, option_names: dict[str, str], **values):
+    """A config section (``DetectorConfig``, ``ClassifierConfig``) from command-line values; a value the
+    section refuses is a one-line InputError naming the option (``option_names``: field -> option)."""
+    from pydantic import ValidationError
+
+    try:
+        return kind(**{key: value for key, value in values.items() if value is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        raise InputError(f"{option_names.get(field, field)}: {error['msg']}") from None
 
 
 def model_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +63,17 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=THRESHOLD, default=0.5,
                         help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
     mask_rule_options(parser)
+
+
+def detector_section(args: argparse.Namespace, model: str):
+    """The ``detector`` section that ``--detector``/``--model``, ``--backend``, ``--threads``, ``--threshold``
+    and ``--input-size`` describe."""
+    from ..detector import DetectorConfig
+
+    return section(DetectorConfig, {"score_threshold": "--threshold", "input_size": "--input-size",
+                                    "threads": "--threads"},
+                   model=str(model), backend=args.backend, threads=args.threads, score_threshold=args.threshold,
+                   input_size=args.input_size)
 
 
 def mask_rule_options(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .options import SKIPPED, model_options, output
+from .options import SKIPPED, detector_section, model_options, output, section
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,17 +17,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def predictor(args: argparse.Namespace):
-    from ..classifier import MaskClassifier
+    from ..classifier import ClassifierConfig, MaskClassifier
     from ..detector import FaceDetector
     from ..mask_state import MaskReader
-    from ..postprocess import PostprocessSettings
     from ..predict import ImagePredictor
 
     reader = MaskReader(args.mask_rule, args.small_face_px)
-    detector = FaceDetector(args.detector, backend=args.backend, threads=args.threads, models_dir=args.models_dir,
-                            settings=PostprocessSettings(score_threshold=args.threshold), input_size=args.input_size)
-    classifier = MaskClassifier(args.classifier, backend=args.backend, threads=args.threads,
-                                models_dir=args.models_dir) if reader.needs_crop else None
+    detector = FaceDetector.from_config(detector_section(args, args.detector), args.models_dir)
+    classifier = MaskClassifier.from_config(section(ClassifierConfig, {"threads": "--threads"}, model=args.classifier,
+                                                    backend=args.backend, threads=args.threads),
+                                            args.models_dir) if reader.needs_crop else None
     return ImagePredictor(detector, classifier, reader)
 
 

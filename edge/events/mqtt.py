@@ -180,7 +180,8 @@ class MqttSink(Sink):
 
     def _open_spool(self, client) -> None:
         config = self.config
-        self.spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, max_events=config.spool_max_events)
+        self.spool = Spool(config.spool_dir, max_bytes=config.spool_max_bytes, max_events=config.spool_max_events,
+                           durability=config.spool_durability)
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_spooled, name=f"mqtt-spool-{self.device_id}", daemon=True)
 

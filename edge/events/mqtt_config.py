@@ -55,6 +55,11 @@ class MqttConfig(BaseModel):
     spool_max_bytes: int = Field(10_000_000, ge=4096, title="spool size limit",
                                  description="bytes of events the spool keeps; past it the oldest are dropped "
                                              "(and counted)")
+    spool_durability: Literal["full", "normal"] = Field(
+        "full", title="spool durability",
+        description="full: every event is on disk before publish returns (survives a power cut; one fsync per "
+                    "event, a few ms on an SD card); normal: SQLite WAL's faster mode, a power cut may lose the "
+                    "last events but never corrupts the spool")
     spool_max_events: int | None = Field(None, ge=1, title="spool event limit",
                                          description="events the spool keeps; past it the oldest are dropped "
                                                      "(and counted); unset: only spool_max_bytes")
@@ -68,7 +73,8 @@ class MqttConfig(BaseModel):
             raise ValueError("key_file needs cert_file")
         if self.password and not self.username:
             raise ValueError("password needs username")
-        spool_only = [k for k in ("spool_max_bytes", "spool_max_events") if k in self.model_fields_set]
+        spool_only = [k for k in ("spool_max_bytes", "spool_max_events", "spool_durability")
+                      if k in self.model_fields_set]
         if spool_only and self.spool_dir is None:
             raise ValueError(f"{', '.join(spool_only)} need spool_dir")
         for key in ("topic_prefix", "discovery_prefix"):

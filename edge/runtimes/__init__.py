@@ -2,6 +2,8 @@
 
 A runtime wraps one model file and has one method, ``run(tensor)``, which
 returns the model's outputs as a dict of numpy arrays keyed by output name.
+:func:`to_input` turns 0..255 pixels into the tensor a runtime's input wants
+(float32, or quantized with the input's scale and zero point), for every model.
 The runtime libraries are imported only when a backend is built, so a device
 without ONNX Runtime can still use LiteRT and the other way round.
 """
@@ -32,6 +34,23 @@ class Runtime(Protocol):
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
+#: the names a config or the CLI may give for a backend
+BACKEND_CHOICES = ("auto", *BACKENDS)
+
+
+def to_input(pixels: np.ndarray, runtime: Runtime) -> np.ndarray:
+    """0..255 pixels (any shape, uint8 or float) as ``runtime``'s input dtype: float32 as they are, or
+    ``round(pixels / scale + zero)`` clipped to the integer type (uint8 with (1, 0) passes unchanged)."""
+    dtype, quantization = runtime.input_dtype, runtime.input_quantization
+    if dtype == np.float32:
+        return pixels.astype(np.float32)
+    scale, zero = quantization or (1.0, 0)
+    if (scale, zero) == (1.0, 0) and dtype == np.uint8 and pixels.dtype == np.uint8:
+        return pixels
+    info = np.iinfo(dtype)
+    return np.clip(np.round(pixels / scale + zero), info.min, info.max).astype(dtype)
+
+
 def backend_for(path: str | Path, backend: str = "auto") -> str:
     """The backend that runs ``path``: the one named, or the one for its suffix."""
     suffix = Path(path).suffix
@@ -41,7 +60,7 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
                 return name
         raise ConfigError(f"{path}: no runtime runs {suffix or 'suffix-less'} files")
     if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not one of: auto, {', '.join(BACKENDS)}")
+        raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKEND_CHOICES)}")
     if suffix not in BACKENDS[backend][2]:
         raise ConfigError(f"{path}: backend {backend} runs {'/'.join(BACKENDS[backend][2])} files, not {suffix}")
     return backend

@@ -35,7 +35,10 @@ KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "video": ("maskwatch.edge.sources.opencv", "VideoFile", ("live", "props")),
     "images": ("maskwatch.edge.sources.images", "ImageList", ()),
     "picamera2": ("maskwatch.edge.sources.picamera2", "Picamera2Source", ("camera", "width", "height", "fps", "preview_size")),
+    "sample": ("maskwatch.edge.sources.sample", "SampleClip", ("frames", "width", "height")),
 }
+#: kinds whose class takes no target (the spec only names the kind)
+NO_TARGET = ("picamera2", "sample")
 
 
 class SourceError(MaskwatchError, IOError):
@@ -52,13 +55,16 @@ class Frame:
 
     ``image`` is 8-bit BGR, HxWx3; ``index`` counts the frames this source delivered since it
     was opened, from 0; ``timestamp`` is ``time.monotonic()`` at capture; ``source`` names where
-    it came from (the spec, or the image file's path for image lists).
+    it came from (the spec, or the image file's path for image lists). ``display``, when a source
+    has one (Picamera2's main stream with a preview), is a larger picture of the same moment at the
+    same aspect ratio, for previews only: boxes found on ``image`` map onto it by scaling.
     """
 
     image: np.ndarray = field(repr=False)
     index: int
     timestamp: float
     source: str
+    display: np.ndarray | None = field(default=None, repr=False)
 
 
 @runtime_checkable
@@ -106,13 +112,13 @@ def source_kind(spec: str) -> str:
     """Which kind of source ``spec`` names; SourceError naming it when none.
 
     ``0``, ``/dev/video0``, ``/dev/v4l/...`` -> camera; ``rtsp://``, ``http(s)://`` -> stream;
-    ``picamera2`` -> picamera2; a video file (:data:`VIDEO_SUFFIXES`) -> video; a folder,
+    ``picamera2`` -> picamera2; ``sample`` -> the built-in clip; a video file (:data:`VIDEO_SUFFIXES`) -> video; a folder,
     glob pattern or image file -> images.
     """
     text = str(spec).strip()
     path = Path(text)
-    if text.lower() == "picamera2":
-        return "picamera2"
+    if text.lower() in NO_TARGET:
+        return text.lower()
     if text.isdigit() or re.fullmatch(r"/dev/video\d+", text) or text.startswith("/dev/v4l/"):
         return "camera"
     if re.match(r"(rtsps?|https?)://", text, re.IGNORECASE):
@@ -134,7 +140,8 @@ def open_source(spec: str, **options) -> Source:
     """The source ``spec`` names, not yet opened; ``options`` go to its class.
 
     Options by kind: camera ``width height fps fourcc props``; stream ``timeout props``;
-    video ``live props``; images none; picamera2 ``camera width height fps preview_size``.
+    video ``live props``; images none; picamera2 ``camera width height fps preview_size``;
+    sample ``frames width height``.
     An option given as ``None`` counts as not given, so one config can feed every kind;
     any other option the kind does not take is a ConfigError.
     """
@@ -146,7 +153,7 @@ def open_source(spec: str, **options) -> Source:
         raise ConfigError(f"{spec}: option {', '.join(unknown)} does not apply to {kind} sources "
                           f"(accepted: {', '.join(accepted) or 'none'})")
     target = int(spec) if kind == "camera" and str(spec).strip().isdigit() else str(spec).strip()
-    if kind == "picamera2":
+    if kind in NO_TARGET:
         return getattr(importlib.import_module(module), cls)(**options)
     return getattr(importlib.import_module(module), cls)(target, **options)
 

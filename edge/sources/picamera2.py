@@ -2,18 +2,19 @@
 
 Configuration used (``Picamera2.create_video_configuration``)::
 
-    main  = {"size": preview_size,    "format": "RGB888"}  # BGR byte order: OpenCV-ready preview
+    main  = {"size": preview_size or (width, height), "format": "RGB888"}  # BGR byte order: OpenCV-ready
     lores = {"size": (width, height), "format": "YUV420"}  # I420, the lores format every Pi supports
     controls = {"FrameDurationLimits": (1e6 / fps,) * 2}   # in microseconds; only when fps is given
     buffer_count = 4, queue = False                        # the newest frame, not a queued one
 
-``read()`` takes one request and gives its lores image converted to BGR; ``preview()`` gives
-the main-stream image of that same request, so boxes found on the lores frame map onto it by
-scaling (keep both sizes at the same aspect ratio). Picamera2 comes with Raspberry Pi OS
+``read()`` takes one request and gives its lores image converted to BGR. The main stream is
+copied out only with a ``preview_size`` (``maskwatch run`` passes ``source.options.preview_size``
+only when a preview is configured): it is then the frame's ``display``, which the preview draws
+on, boxes found on the lores frame scaled onto it (keep both sizes at the same aspect ratio). Picamera2 comes with Raspberry Pi OS
 (``sudo apt install python3-picamera2``; make the venv with ``--system-site-packages``)::
 
     with Picamera2Source(width=640, height=480, preview_size=(1280, 960)) as camera:
-        frame, big = camera.read(), camera.preview()
+        frame = camera.read()   # frame.image 640x480 for inference, frame.display 1280x960
 """
 from __future__ import annotations
 
@@ -38,12 +39,12 @@ def picamera2_module():
 
 class Picamera2Source(BaseSource):
     """Camera ``camera`` (0 = first CSI camera); lores ``width`` x ``height`` (even) for inference,
-    main ``preview_size`` (``None``: no preview, main kept at the lores size), ``fps`` or 30."""
+    main ``preview_size`` (``None``: no preview, main kept at the lores size and never copied), ``fps`` or 30."""
 
     live = True
 
     def __init__(self, camera: int = 0, width: int = 640, height: int = 480, fps: float | None = None,
-                 preview_size: tuple[int, int] | None = (1280, 960)):
+                 preview_size: tuple[int, int] | None = None):
         self._module = picamera2_module()  # fail at construction, not on the first frame
         self.camera, self.fps = camera, fps
         self.size = (int(width), int(height))
@@ -51,7 +52,6 @@ class Picamera2Source(BaseSource):
         self.name = f"picamera2:{camera}"
         self._picam = None
         self._index = 0
-        self._main: np.ndarray | None = None
         self._lores = self.size
 
     def open(self) -> None:
@@ -74,7 +74,7 @@ class Picamera2Source(BaseSource):
             picam.close()
             raise SourceError(f"{self.name}: cannot start it at lores {self.size}, main "
                               f"{self.preview_size} ({exc})") from None
-        self._picam, self._index, self._main = picam, 0, None
+        self._picam, self._index = picam, 0
 
     def read(self) -> Frame | None:
         if self._picam is None:
@@ -83,7 +83,7 @@ class Picamera2Source(BaseSource):
             request = self._picam.capture_request()
             try:
                 yuv = request.make_array("lores")
-                self._main = request.make_array("main") if self.preview_size else None
+                main = request.make_array("main") if self.preview_size else None
             finally:
                 request.release()
         except Exception as exc:
@@ -93,15 +93,7 @@ class Picamera2Source(BaseSource):
         # YUV420 arrives as (height * 3/2, stride): I420 at the stride's width, cropped after conversion
         image = cv2.cvtColor(np.ascontiguousarray(yuv[: height * 3 // 2]), cv2.COLOR_YUV2BGR_I420)[:, :width]
         self._index += 1
-        return Frame(np.ascontiguousarray(image), self._index - 1, timestamp, self.name)
-
-    def preview(self) -> np.ndarray:
-        """The main-stream image (BGR) of the last ``read()``."""
-        if self.preview_size is None:
-            raise SourceError(f"{self.name}: opened without a preview stream (preview_size=None)")
-        if self._main is None:
-            raise SourceError(f"{self.name}: no frame read yet")
-        return self._main
+        return Frame(np.ascontiguousarray(image), self._index - 1, timestamp, self.name, display=main)
 
     def close(self) -> None:
         if self._picam is not None:
