@@ -2,8 +2,9 @@
 
 ``read_image`` refuses, before decoding, an image whose header says more than
 :data:`MAX_IMAGE_PIXELS` pixels (``MASKWATCH_MAX_IMAGE_PIXELS`` changes the cap), and one
-whose size cannot be read from its header: a small compressed file must not decode to
-gigabytes and bring the OOM killer.
+whose size cannot be read from its header (a format other than PNG, JPEG, BMP, GIF, WebP,
+TIFF or PNM: see ``image_header.py``): a small compressed file must not decode to gigabytes
+and bring the OOM killer.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .image_header import FORMATS, image_size
+from .image_header import image_size
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,8 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     if not data.size:
         raise InputError(f"{path}: not a readable image (empty file)")
     size = image_size(data.data)
-    if size is None:
-        raise InputError(f"{path}: not a readable image (not {FORMATS}, or its header is cut short)")
+    if size is None:                    # not PNG, JPEG, BMP, GIF, WebP, TIFF or PNM, or the header is cut short
+        raise InputError(f"{path}: not a readable image")
     cap = max_image_pixels() if max_pixels is None else max_pixels
     if size[0] * size[1] > cap:
         raise InputError(f"{path}: {size[0]}x{size[1]} pixels is more than the {cap:,} an image may have "

@@ -15,7 +15,6 @@ import struct
 
 #: JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-FORMATS = "PNG, JPEG, BMP, GIF, WebP, TIFF or PNM"
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
