@@ -17,9 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ModelError, ModelHashMismatch
+from .errors import ModelError, ModelHashMismatch, one_line
 
 MANIFEST_NAME = "manifest.json"
 FILE_MODE = 0o644
@@ -60,6 +60,22 @@ class ModelEntry(BaseModel):
     metrics: dict[str, Any] | None = None
     created: str
 
+    @model_validator(mode="after")
+    def _needs_what_its_task_uses(self) -> "ModelEntry":
+        """A detector decodes with its anchors, a mask head or classifier names its columns with labels:
+        an entry without them is refused here, not by a traceback at the first frame."""
+        if self.task == "face_detection":
+            if not self.anchors:
+                raise ValueError("a face_detection entry needs anchors (min_sizes, steps, variances)")
+            missing = [k for k in ("min_sizes", "steps", "variances") if not isinstance(self.anchors.get(k), list)]
+            if missing:
+                raise ValueError(f"anchors need {', '.join(missing)} (lists)")
+        needs_labels = self.task == "mask_classification" or any(o.startswith("mask_") for o in self.outputs)
+        if needs_labels and not self.labels:
+            raise ValueError(f"a {self.task} entry with mask outputs needs labels (one per output column)"
+                             if self.task == "face_detection" else "a mask_classification entry needs labels")
+        return self
+
     @property
     def dynamic(self) -> bool:
         return any(d is None for d in self.input.shape[1:3])
@@ -99,11 +115,19 @@ class Manifest:
         if not path.exists():
             return cls(directory)
         try:
-            raw = json.loads(path.read_text())
-            entries = {name: ModelEntry.model_validate(e) for name, e in raw.get("models", {}).items()}
-        except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
+            models = json.loads(path.read_text()).get("models", {})
+            items = list(models.items())
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0]
             raise ModelError(f"{path}: not a valid maskwatch manifest ({first})") from None
+        entries = {}
+        for name, entry in items:
+            try:
+                entries[name] = ModelEntry.model_validate(entry)
+            except ValidationError as exc:
+                first = exc.errors()[0]   # a rule across fields has no field to name: its message alone
+                detail = one_line(exc) if first["loc"] else first["msg"].removeprefix("Value error, ")
+                raise ModelError(f"{path}: entry {name!r}: {detail}") from None
         return cls(directory, entries)
 
     def save(self) -> None:

@@ -516,5 +516,47 @@ def test_image_size_reads_each_formats_header(ext, params, height, width, channe
 def test_an_image_without_a_readable_size_is_refused(tmp_path):
     path = tmp_path / "odd.jpg"
     path.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n")
-    with pytest.raises(InputError, match="odd.jpg: not a readable image \\(not PNG, JPEG, BMP, GIF, WebP, TIFF or PNM"):
+    with pytest.raises(InputError, match="odd.jpg: not a readable image$"):   # Radiance HDR: its size is not read
         read_image(path)
+
+
+# ---------------------------------------------------------------- a manifest entry without anchors or labels
+
+DETECTOR, CLASSIFIER = "retinaface_mask_mnv2_320_int8.tflite", "mask_mnv2_96_int8.tflite"
+
+
+def broken_manifest(folder: Path, entry: str, change) -> Path:
+    """The shipped manifest's detector and classifier entries, one of them changed by ``change(entry_dict)``."""
+    from maskwatch.edge.manifest import default_models_dir
+
+    raw = json.loads((default_models_dir() / "manifest.json").read_text())
+    raw["models"] = {name: raw["models"][name] for name in (DETECTOR, CLASSIFIER)}
+    change(raw["models"][entry])
+    folder.mkdir(exist_ok=True)
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    return folder / "manifest.json"
+
+
+@pytest.mark.parametrize("entry, change, message", [
+    (DETECTOR, lambda e: e.pop("anchors"), "a face_detection entry needs anchors (min_sizes, steps, variances)"),
+    (DETECTOR, lambda e: e.update(anchors=None), "a face_detection entry needs anchors (min_sizes, steps, variances)"),
+    (DETECTOR, lambda e: e["anchors"].pop("steps"), "anchors need steps (lists)"),
+    (DETECTOR, lambda e: e.pop("labels"), "a face_detection entry with mask outputs needs labels (one per output column)"),
+    (CLASSIFIER, lambda e: e.pop("labels"), "a mask_classification entry needs labels"),
+    (CLASSIFIER, lambda e: e.update(labels=[]), "a mask_classification entry needs labels"),
+    (CLASSIFIER, lambda e: e.pop("sha256"), "sha256: Field required"),
+])
+def test_a_manifest_entry_without_what_it_needs_is_a_one_line_error(tmp_path, entry, change, message):
+    from maskwatch.edge.errors import ModelError
+    from maskwatch.edge.manifest import Manifest
+
+    manifest = broken_manifest(tmp_path / "models", entry, change)
+    expected = f"{manifest}: entry {entry!r}: {message}"
+    with pytest.raises(ModelError) as err:
+        Manifest.load(manifest.parent)
+    assert str(err.value) == expected
+    command = ["detect", "--models-dir", str(manifest.parent), "--out", str(tmp_path / "out")] if entry == DETECTOR \
+        else ["classify", "--models-dir", str(manifest.parent), "--model", CLASSIFIER, str(tmp_path)]
+    done = subprocess.run([MASKWATCH, *command], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == f"maskwatch: error: {expected}"
