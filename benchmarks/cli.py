@@ -56,7 +56,7 @@ def bench(args: argparse.Namespace) -> int:
         (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
         (args.out / "soak.md").write_text(markdown(result))
         print(markdown(result), end="")
-        return 0
+        return 0 if result["within_limit"] else 1
     from .bench import BenchConfig, run_variants, write
 
     config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,

@@ -3,7 +3,10 @@
 Runs ``litert-int8-320`` with mock GPIO and a JSON Lines event log on the
 five-face frame and the sample clip in turn (faces come and go, so tracks
 start and end), samples RSS and the number of open descriptors every
-``every`` frames, and reports their growth after warm-up (the first tenth).
+``every`` frames, and reports their growth after warm-up: the first tenth, and
+at least ``WARM_UP_FRAMES`` (each scene once, so every code path has run).
+Growth past ``LIMIT_PERCENT`` in either fails the soak (``within_limit``
+false; ``maskwatch bench --soak`` then exits 1).
 """
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
+
+#: Largest growth of RSS or open descriptors after warm-up that a soak accepts (the README states it).
+LIMIT_PERCENT = 5.0
+#: Frames in each scene before switching to the other; warm-up covers one of each.
+SCENE_FRAMES = 300
+WARM_UP_FRAMES = 2 * SCENE_FRAMES
 
 
 def rss_mb() -> float:
@@ -25,6 +34,9 @@ def open_fds() -> int:
 
 
 def soak(frames: int = 20_000, every: int = 500) -> dict:
+    """Run the soak; figures as a dict (``within_limit``: both growths at most LIMIT_PERCENT)."""
+    if frames < 2 * WARM_UP_FRAMES:
+        raise ValueError(f"a soak needs at least {2 * WARM_UP_FRAMES} frames (warm-up is {WARM_UP_FRAMES})")
     from maskwatch.edge.app import build_pipeline
     from maskwatch.edge.config import load_config
     from maskwatch.edge.sources.sample import SampleClip
@@ -40,7 +52,7 @@ def soak(frames: int = 20_000, every: int = 500) -> dict:
         with build_pipeline(config) as pipeline:
             clip = SampleClip(frames=90)
             for index in range(frames):
-                if (index // 300) % 2:  # alternate: the moving sample face, then five still faces
+                if (index // SCENE_FRAMES) % 2:  # alternate: the moving sample face, then five still faces
                     frame = clip.read()
                     if frame is None:
                         clip = SampleClip(frames=90)
@@ -53,15 +65,17 @@ def soak(frames: int = 20_000, every: int = 500) -> dict:
                     samples.append({"frame": index, "seconds": round(time.perf_counter() - started, 1),
                                     "rss_mb": round(rss_mb(), 1), "open_fds": open_fds()})
             events = dict(pipeline.stats.events)
-    warm = samples[max(1, len(samples) // 10)]
+    warm = next(s for s in samples if s["frame"] >= max(frames // 10, WARM_UP_FRAMES))
     last = samples[-1]
-    growth = lambda key: round(100.0 * (last[key] - warm[key]) / warm[key], 2)
+    growth = {key: round(100.0 * (last[key] - warm[key]) / warm[key], 2) for key in ("rss_mb", "open_fds")}
     return {"frames": frames, "fps": round(frames / last["seconds"], 1) if last["seconds"] else None,
-            "warm_up_sample": warm, "rss_growth_percent": growth("rss_mb"), "fd_growth_percent": growth("open_fds"),
+            "warm_up_sample": warm, "rss_growth_percent": growth["rss_mb"], "fd_growth_percent": growth["open_fds"],
+            "limit_percent": LIMIT_PERCENT, "within_limit": max(growth.values()) <= LIMIT_PERCENT,
             "events": events, "samples": samples}
 
 
 def markdown(result: dict) -> str:
     return (f"Soak: {result['frames']} frames at {result['fps']} fps; after warm-up (frame "
             f"{result['warm_up_sample']['frame']}), RSS grew {result['rss_growth_percent']} % and open file "
-            f"descriptors {result['fd_growth_percent']} % (limit: 5 %). Events: {result['events']}.\n")
+            f"descriptors {result['fd_growth_percent']} % (limit: {result['limit_percent']:g} %: "
+            f"{'within' if result['within_limit'] else 'OVER'}). Events: {result['events']}.\n")

@@ -126,11 +126,15 @@ def test_bench_baseline_beside_the_converted_pipeline(tmp_path):
     assert baseline["speed_ratio"]["litert-int8-320"] > 1
 
 
-def test_soak_records_memory_and_descriptors():
-    from maskwatch.benchmarks.soak import markdown, soak
+def test_soak_memory_and_descriptors_stay_within_the_limit():
+    from maskwatch.benchmarks.soak import LIMIT_PERCENT, WARM_UP_FRAMES, markdown, soak
 
-    result = soak(frames=400, every=100)
-    assert [s["frame"] for s in result["samples"]] == [0, 100, 200, 300, 399]
-    assert all(s["rss_mb"] > 0 and s["open_fds"] > 0 for s in result["samples"])
-    assert result["events"]["new"] >= 1 and "rss_growth_percent" in result
-    assert "RSS grew" in markdown(result)
+    result = soak(frames=2 * WARM_UP_FRAMES, every=100)
+    assert [s["frame"] for s in result["samples"]][-2:] == [1100, 1199] and result["warm_up_sample"]["frame"] == 600
+    assert result["events"]["new"] >= 2 and result["events"]["end"] >= 1  # faces came and went
+    # after warm-up, over 600 frames of tracks starting and ending, nothing may keep growing
+    assert result["rss_growth_percent"] <= LIMIT_PERCENT, result["samples"]
+    assert result["fd_growth_percent"] <= LIMIT_PERCENT, result["samples"]
+    assert result["within_limit"] and "within" in markdown(result)
+    with pytest.raises(ValueError, match="at least 1200 frames"):
+        soak(frames=100)
