@@ -166,6 +166,45 @@ def test_service_install_options_reach_the_unit(tmp_path, capsys):
     assert "DevicePolicy" not in out and "DeviceAllow" not in out
 
 
+def syscall_group(name: str) -> set[str]:
+    """The system calls of a systemd ``@group``, nested groups expanded."""
+    listing = subprocess.run([SYSTEMD_ANALYZE, "syscall-filter", name], capture_output=True, text=True, check=True)
+    calls: set[str] = set()
+    for line in listing.stdout.splitlines()[1:]:
+        line = line.strip()
+        if line.startswith("@"):
+            calls |= syscall_group(line)
+        elif line and not line.startswith("#"):
+            calls.add(line)
+    return calls
+
+
+@needs_systemd_analyze
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace absent (apt-get install strace)")
+def test_the_service_makes_only_system_calls_its_filter_allows(tmp_path):
+    """Every system call of a run (both runtimes, the JSONL log, the MJPEG server, mock GPIO), traced with strace,
+    is in the unit's SystemCallFilter: @system-service less @privileged."""
+    text = service.render_unit()
+    assert service_lines(text, "SystemCallFilter") == ["@system-service", "~@privileged"]
+    allowed = syscall_group("@system-service") - syscall_group("@privileged")
+    used: set[str] = set()
+    onnx = ["--set", "detector.model=retinaface_mask_mnv2_fp32.onnx", "--set", "classifier.model=mask_mnv2_96_fp32.onnx"]
+    for n, extra in enumerate([[], onnx]):                         # LiteRT with XNNPACK, then ONNX Runtime
+        summary = tmp_path / f"calls{n}.txt"
+        done = subprocess.run(["strace", "-f", "-qq", "-c", "-o", str(summary), MASKWATCH, "run", "--gpio", "mock",
+                               "--max-frames", "12", "--events", str(tmp_path / "e.jsonl"), "--preview",
+                               f"http://127.0.0.1:{free_port()}", *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows = [line.split() for line in summary.read_text().splitlines()[2:]]
+        used |= {row[-1] for row in rows if row and not row[0].startswith("-") and row[-1] != "total"}
+    assert {"openat", "mmap", "futex"} <= used                     # the trace is real
+    if os.geteuid() == 0:
+        # ONNX Runtime keeps an SQLite file under ~/.cache/Microsoft; SQLite chowns its journal only when run
+        # as root, and the service never runs as root (User=, CapabilityBoundingSet= empty).
+        used.discard("fchown")
+    assert used - allowed == set()
+
+
 #: Run the CLI refusing writable-and-executable memory, as MemoryDenyWriteExecute=yes does (Linux >= 6.3).
 MDWE_CLI = """
 import ctypes, mmap, sys
