@@ -54,8 +54,31 @@ def _gpio():
         try:
             factory = Device._default_pin_factory() if Device.pin_factory is None else Device.pin_factory
         except BadPinFactory:
-            raise RuntimeError(GPIO_HINT) from None
+            raise RuntimeError(_why_no_pin_factory()) from None
     return type(factory).__name__
+
+
+def _why_no_pin_factory() -> str:
+    """Why gpiozero found no pin factory: lgpio missing, or loaded with no GPIO chip it can open."""
+    try:
+        import lgpio
+    except ImportError:
+        return GPIO_HINT
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        loaded = f"lgpio {version('lgpio')} loads"
+    except PackageNotFoundError:  # the OS's python3-lgpio has no pip metadata
+        loaded = "lgpio loads"
+    chips = sorted(glob.glob("/dev/gpiochip*"))
+    if not chips:
+        return (f"{loaded}, but no GPIO chip is present (no /dev/gpiochip*: not a Pi, or a container "
+                "without the device)")
+    try:
+        lgpio.gpiochip_close(lgpio.gpiochip_open(int(chips[0].removeprefix("/dev/gpiochip"))))
+    except Exception as exc:  # lgpio.error, or a chip name that is not a number
+        return f"{loaded}, but cannot open {chips[0]} ({exc}): put the service user in the gpio group"
+    return f"{loaded} and opens {chips[0]}, but gpiozero refused every pin factory (is this a Raspberry Pi?)"
 
 
 def _exists(path: str) -> str:

@@ -284,10 +284,13 @@ def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
     path.write_text(DEFAULT_CONFIG)
     config = load_config(path)
     assert config.source.spec == "0" and str(config.events.jsonl.path).startswith("/var/lib/maskwatch/")
-    assert set(TARGETS) == {"linux-aarch64-py311", "linux-aarch64-py313", "linux-x86_64-py311"}
-    platforms = TARGETS["linux-aarch64-py311"].platforms
-    assert platforms[0] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in platforms
-    assert "manylinux_2_17_aarch64" in platforms and not any("x86_64" in p for p in platforms)
+    assert set(TARGETS) == {"linux-aarch64-py311", "linux-aarch64-py313", "linux-aarch64-py310", "linux-x86_64-py311"}
+    platforms = TARGETS["linux-aarch64-py311"].platforms   # Pi OS Bookworm: glibc 2.36, so lgpio's 2_34 wheels fit
+    assert platforms[0] == "manylinux_2_36_aarch64" and "manylinux_2_34_aarch64" in platforms
+    assert "manylinux_2_17_aarch64" in platforms and "manylinux2014_aarch64" in platforms
+    assert not any("x86_64" in p for p in platforms)
+    assert TARGETS["linux-aarch64-py311"].packages == ("lgpio>=0.2.2",)
+    assert TARGETS["linux-aarch64-py310"].platforms[0] == "manylinux_2_35_aarch64"   # JetPack 6: Ubuntu 22.04
 
 
 def test_a_model_the_wheel_holds_is_not_copied_again(tmp_path):
@@ -379,7 +382,7 @@ def test_bundle_contents(bundle, tmp_path):
     for needed in ("numpy", "opencv_python_headless", "ai_edge_litert", "pydantic", "gpiozero", "paho_mqtt"):
         assert any(w.startswith(needed + "-") for w in wheels), needed
     assert not any(w.startswith("onnxruntime") for w in wheels)  # the config's models are TFLite: no ONNX Runtime
-    assert "MW_EXTRAS=\n" in (root / "target.env").read_text()
+    assert "MW_EXTRAS=\nMW_PACKAGES=''\nMW_SYSTEM_SITE=0\n" in (root / "target.env").read_text()
     assert not any(w.lower().startswith(("tensorflow", "tf_keras", "keras-")) for w in wheels)
     assert all(w.endswith("-none-any.whl") or "x86_64" in w for w in wheels)
     manifest = json.loads((root / "models" / "manifest.json").read_text())

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -49,28 +50,57 @@ from .service import UnitSettings, render_unit
 
 log = logging.getLogger(__name__)
 
-#: Newest glibc the wheels may need: Raspberry Pi OS Bookworm has 2.36, JetPack 6 (Ubuntu 22.04) 2.35,
-#: JetPack 5 (Ubuntu 20.04) 2.31. pip does not widen ``manylinux_2_28`` to older tags, so each is listed.
-MAX_GLIBC_MINOR = 28
 FORBIDDEN = ("tensorflow", "tf_keras", "tensorboard", "keras")   #: never on a device
 
 
 @dataclass(frozen=True)
 class Target:
+    """A device platform: the wheels' machine, Python and newest glibc, and what the bundle adds for it.
+
+    ``glibc`` is the target OS's own (pip does not widen ``manylinux_2_36`` to older tags, so every
+    tag down to ``manylinux_2_17`` is listed). ``packages`` are installed beside maskwatch (a pin
+    library); ``pins`` constrain versions where a dependency's newest release has no wheel for the
+    target; ``extras`` are maskwatch extras the target always gets. With ``system_site_packages`` the
+    venv also sees the OS's Python packages (for a pin library only the OS ships for that Python);
+    every bundled wheel is still installed into the venv, never taken from the OS.
+    """
+
     name: str
     machine: str
     python: str
+    glibc: str
+    boards: str
+    packages: tuple[str, ...] = ()
+    pins: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    system_site_packages: bool = False
 
     @property
     def platforms(self) -> list[str]:
-        tags = [f"manylinux_2_{minor}_{self.machine}" for minor in range(MAX_GLIBC_MINOR, 16, -1)]
+        newest = int(self.glibc.split(".")[1])
+        tags = [f"manylinux_2_{minor}_{self.machine}" for minor in range(newest, 16, -1)]
         return tags + [f"manylinux2014_{self.machine}"]
 
+    @property
+    def abi(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+
+#: lgpio's aarch64 wheels are manylinux_2_34 (cp39 to cp312): the lower bound keeps pip from the
+#: broken lgpio 0.0.0.2 it would otherwise pick where no wheel fits.
+LGPIO = "lgpio>=0.2.2"
 
 TARGETS = {t.name: t for t in (
-    Target("linux-aarch64-py311", "aarch64", "3.11"),   # Raspberry Pi OS Bookworm (64-bit)
-    Target("linux-aarch64-py313", "aarch64", "3.13"),   # Raspberry Pi OS Trixie
-    Target("linux-x86_64-py311", "x86_64", "3.11"),     # x86 boxes, CI
+    Target("linux-aarch64-py311", "aarch64", "3.11", "2.36",
+           "Raspberry Pi 4/5 on Raspberry Pi OS Bookworm 64-bit (Debian 12)", packages=(LGPIO,)),
+    Target("linux-aarch64-py313", "aarch64", "3.13", "2.41",
+           "Raspberry Pi 4/5 on Raspberry Pi OS Trixie 64-bit (Debian 13); pins from the OS's python3-lgpio",
+           system_site_packages=True),
+    Target("linux-aarch64-py310", "aarch64", "3.10", "2.35",
+           "NVIDIA Jetson Orin on JetPack 6 (Ubuntu 22.04); CPU inference (the GPU needs NVIDIA's wheels)",
+           pins=("onnxruntime==1.23.2",), extras=("jetson",)),
+    Target("linux-x86_64-py311", "x86_64", "3.11", "2.28",
+           "x86-64 Linux with Python 3.11 and glibc 2.28 or newer (Debian 10+, Ubuntu 20.04+, RHEL 8+)"),
 )}
 
 DEFAULT_CONFIG = """\
@@ -149,17 +179,45 @@ def extras_for(models: list[str]) -> list[str]:
     return ["onnx"] if any(Path(m).suffix == ".onnx" for m in models) else []
 
 
-def download_dependencies(target: Target, own_wheel: Path, wheels: Path, extras: list[str] = ()) -> None:
-    """The runtime dependencies of ``own_wheel`` with ``extras`` (never ``convert``: no TensorFlow) as
-    wheels for the target."""
+def _requirements(target: Target, own_wheel: Path, extras: list[str]) -> list[str]:
+    """What pip resolves for a target: maskwatch's wheel with its extras, and the target's packages."""
+    extras = sorted({*extras, *target.extras})
+    own = f"maskwatch[{','.join(extras)}] @ {own_wheel.resolve().as_uri()}" if extras else str(own_wheel)
+    return [own, *target.packages]
+
+
+def _target_args(target: Target, pins_file: Path) -> list[str]:
+    """pip's options for the target's wheels only (binary, its platforms, Python and ABI), with its pins."""
     platforms = [arg for tag in target.platforms for arg in ("--platform", tag)]
-    requirement = f"maskwatch[{','.join(extras)}] @ {own_wheel.resolve().as_uri()}" if extras else str(own_wheel)
-    _pip(["download", "--dest", str(wheels), "--only-binary=:all:", "--implementation", "cp",
-          "--python-version", target.python, *platforms, requirement],
-         f"downloading wheels for {target.name} (needs the package index)")
+    pins_file.write_text("".join(f"{pin}\n" for pin in target.pins))
+    return ["--only-binary=:all:", "--implementation", "cp", "--python-version", target.python,
+            "--abi", target.abi, "--abi", "abi3", "--abi", "none", *platforms, "--constraint", str(pins_file)]
+
+
+def download_dependencies(target: Target, own_wheel: Path, wheels: Path, extras: list[str] = ()) -> None:
+    """The runtime dependencies of ``own_wheel`` with ``extras`` (never ``convert``: no TensorFlow) and
+    the target's packages, as wheels for the target."""
+    with tempfile.TemporaryDirectory() as scratch:
+        args = _target_args(target, Path(scratch) / "pins.txt")
+        _pip(["download", "--dest", str(wheels), *args, *_requirements(target, own_wheel, extras)],
+             f"downloading wheels for {target.name} (needs the package index)")
     forbidden = [p.name for p in wheels.glob("*.whl") if p.name.split("-")[0].lower() in FORBIDDEN]
     if forbidden:
         raise DeployError(f"the wheelhouse for {target.name} pulled in {forbidden[0]}: a device never gets TensorFlow")
+
+
+def resolve(target: Target, own_wheel: Path, extras: list[str] = ()) -> dict[str, str]:
+    """What :func:`download_dependencies` would fetch, resolved without downloading the wheels (pip's
+    dry run with the index's metadata): normalized distribution name (PEP 503) -> wheel file name."""
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        args = _target_args(target, scratch / "pins.txt")
+        _pip(["install", "--dry-run", "--ignore-installed", "--target", str(scratch / "t"),
+              "--report", str(scratch / "report.json"), *args, *_requirements(target, own_wheel, extras)],
+             f"resolving the wheels for {target.name} (needs the package index)")
+        report = json.loads((scratch / "report.json").read_text())
+    return {re.sub(r"[-_.]+", "-", item["metadata"]["name"]).lower(): item["download_info"]["url"].rsplit("/", 1)[-1]
+            for item in report["install"]}
 
 
 def wheel_models(wheel: Path) -> dict[str, str]:
@@ -260,7 +318,7 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
         t = _step("maskwatch wheel", t, timings)
         model_files = add_models(names, models_src, root / "models", wheel_models(own))
         t = _step("models", t, timings)
-        extras = extras_for(names)
+        extras = sorted({*extras_for(names), *target.extras})
         download_dependencies(target, own, wheels, extras)
         t = _step("dependency wheels", t, timings)
         (root / "config").mkdir()
@@ -270,11 +328,13 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
         write_install_script(root)
         (root / "target.env").write_text(f"MW_VERSION={__version__}\nMW_TARGET={target.name}\n"
                                          f"MW_PYTHON={target.python}\nMW_MACHINE={target.machine}\n"
-                                         f"MW_EXTRAS={','.join(extras)}\n")
+                                         f"MW_EXTRAS={','.join(extras)}\n"
+                                         f"MW_PACKAGES='{' '.join(target.packages)}'\n"
+                                         f"MW_SYSTEM_SITE={int(target.system_site_packages)}\n")
         wheel_names = sorted(p.name for p in wheels.glob("*.whl"))
         (root / "bundle.json").write_text(json.dumps({
             "maskwatch": __version__, "target": target.name, "python": target.python, "machine": target.machine,
-            "platforms": target.platforms, "wheels": wheel_names, "models": model_files, "extras": extras,
+            "glibc": target.glibc, "boards": target.boards, "platforms": target.platforms, "wheels": wheel_names, "models": model_files, "extras": extras,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
         write_sums(root)

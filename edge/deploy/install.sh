@@ -15,6 +15,11 @@
 #
 # Every file is checked against SHA256SUMS first; a changed, missing or extra file stops the
 # install before anything is written. An existing config is kept (the bundle's goes beside it as .new).
+#
+# Exit status: 0 installed (and, as root, the service enabled: started where systemd runs, or set to
+# start at the next boot where systemctl works offline, e.g. building an SD card image in a chroot);
+# 2 installed, but the unit could not be enabled (no systemd: a container or a bare chroot; it says so
+# and how to enable it on the device); 1 nothing usable installed (a bad bundle, interpreter or pip).
 set -eu
 
 PREFIX=${MASKWATCH_PREFIX:-/opt/maskwatch}
@@ -38,7 +43,7 @@ while [ $# -gt 0 ]; do
         --user) SERVICE_USER=$2; shift 2 ;;
         --python) PYTHON=$2; shift 2 ;;
         --no-system) SYSTEM=0; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -82,14 +87,18 @@ if [ "$SYSTEM" = 1 ] && [ "$(id -u)" != 0 ]; then
     die "run as root (sudo), or with MASKWATCH_SYSTEM=0 to skip the account and systemd steps"
 fi
 
-# 3. The venv, from the bundled wheels only.
+# 3. The venv, from the bundled wheels only. Where the target takes its pin library from the OS
+#    (MW_SYSTEM_SITE=1: e.g. python3-lgpio on Pi OS Trixie) the venv sees the OS's packages, but every
+#    bundled wheel is still installed into it (--ignore-installed), never taken from the OS.
 mkdir -p "$PREFIX"
+venv_flags= pip_flags=
+[ "${MW_SYSTEM_SITE:-0}" = 1 ] && venv_flags=--system-site-packages pip_flags=--ignore-installed
 if [ ! -x "$PREFIX/venv/bin/python" ]; then
-    "$PYTHON" -m venv "$PREFIX/venv" || die "could not create $PREFIX/venv (Debian: apt install python3-venv)"
+    "$PYTHON" -m venv $venv_flags "$PREFIX/venv" || die "could not create $PREFIX/venv (Debian: apt install python3-venv)"
 fi
 PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$PREFIX/venv/bin/python" -m pip install --quiet --no-index --find-links "$here/wheels" \
-        "maskwatch${MW_EXTRAS:+[$MW_EXTRAS]}==$MW_VERSION" \
+    "$PREFIX/venv/bin/python" -m pip install --quiet --no-index $pip_flags --find-links "$here/wheels" \
+            "maskwatch${MW_EXTRAS:+[$MW_EXTRAS]}==$MW_VERSION" ${MW_PACKAGES:-} \
     || die "pip could not install maskwatch $MW_VERSION from $here/wheels"
 say "installed maskwatch $MW_VERSION into $PREFIX/venv"
 
@@ -153,12 +162,20 @@ sed -e "s|/opt/maskwatch|$PREFIX|g" -e "s|/etc/maskwatch/maskwatch.toml|$CONFIG|
 cp "$work/unit" "$UNIT_DIR/$UNIT"
 chmod 644 "$UNIT_DIR/$UNIT"
 say "unit: $UNIT_DIR/$UNIT"
-if [ "$SYSTEM" = 1 ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+status=0
+if [ "$SYSTEM" != 1 ]; then
+    say "no system steps asked for: the service is not enabled; to run it: systemctl daemon-reload && systemctl enable --now $UNIT"
+elif command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable "$UNIT"
     systemctl restart "$UNIT"
     say "service started: systemctl status $UNIT; journalctl -u $UNIT -f"
+elif command -v systemctl >/dev/null && systemctl enable "$UNIT" >"$work/enable" 2>&1; then
+    say "systemd is not running here: $UNIT is enabled and starts at the next boot"
 else
-    say "not starting the service here; on the device: systemctl daemon-reload && systemctl enable --now $UNIT"
+    echo "install.sh: warning: maskwatch is installed, but could not enable $UNIT: systemd is not running here" \
+         "(a container or chroot?). On the device: systemctl daemon-reload && systemctl enable --now $UNIT" >&2
+    status=2
 fi
 "$PREFIX/venv/bin/maskwatch" --version
+exit $status
