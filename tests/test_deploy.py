@@ -157,9 +157,9 @@ def test_a_missing_camera_keeps_the_watchdog_fed_and_sigterm_still_stops_the_run
     assert messages[0].startswith("READY=1") and messages[-1].startswith("STOPPING=1")
     pings = [m for m in messages if m.startswith("WATCHDOG=1")]
     assert len(pings) >= 3, messages  # every 0.5 s over about 2 s
-    assert all("camera lost; reconnecting to" in m for m in pings)
+    assert all("no frame; reconnecting to /dev/video99" in m for m in pings)
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert [e["status"] for e in events if e["type"] == "status"][:1] == ["camera_lost"]
+    assert [e["status"] for e in events if e["type"] == "status"][:1] == ["camera_never_seen"]
 
 
 def test_watchdog_for_another_process_or_bad_values_is_off():
@@ -320,6 +320,8 @@ def test_bundle_refuses_before_downloading(tmp_path):
         build_bundle("linux-armv7l-py311", tmp_path)
     with pytest.raises(DeployError, match="config uses retinaface_mask_mnv2_320_int8.tflite"):
         build_bundle(TARGET, tmp_path, models=["retinaface_mnv2_640_int8.tflite", "mask_mnv2_96_int8.tflite"])
+    with pytest.raises(DeployError, match="no-such-key: signing key not found"):
+        build_bundle(TARGET, tmp_path, sign=tmp_path / "no-such-key")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -491,3 +493,59 @@ def test_tampered_or_added_file_stops_install(bundle, tmp_path, capsys):
     assert not (tmp_path / "prefix").exists() and not (tmp_path / "units").exists()
     with capsys.disabled():
         print(f"\ndeploy timings (s): {TIMINGS}")
+
+
+def test_a_planted_symlink_stops_install(bundle, tmp_path):
+    """A symlink with the right bytes behind it passes sha256sum -c, and could point anywhere: refused."""
+    (tmp_path / "unpacked").mkdir()
+    root = unpack(bundle, tmp_path / "unpacked")
+    config = root / "config" / "maskwatch.toml"
+    elsewhere = tmp_path / "elsewhere.toml"
+    shutil.copyfile(config, elsewhere)
+    config.unlink()
+    config.symlink_to(elsewhere)
+    assert subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=root, capture_output=True).returncode == 0
+    done = subprocess.run([str(root / "install.sh")], env=offline_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "not a plain file or folder: config/maskwatch.toml" in done.stderr, done.stderr
+    assert "nothing installed" in done.stderr and not (tmp_path / "prefix").exists()
+
+
+def keypair(path: Path) -> str:
+    """A fresh ed25519 key at ``path``; returns its public key line."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().strip()
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) is not installed")
+def test_a_device_with_allowed_signers_takes_only_bundles_signed_by_them(bundle, tmp_path):
+    from maskwatch.edge.deploy.bundle import SIGNATURE_NAMESPACE, sign_sums
+
+    (tmp_path / "unpacked").mkdir()
+    root = unpack(bundle, tmp_path / "unpacked")
+    trusted, stranger = keypair(tmp_path / "trusted"), keypair(tmp_path / "stranger")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'builder@maskwatch namespaces="{SIGNATURE_NAMESPACE}" {trusted}\n')
+    env = offline_env(tmp_path)
+    env.update(MASKWATCH_ALLOWED_SIGNERS=str(allowed), PYTHON=str(tmp_path / "no-python"))  # stop after the checks
+
+    def install() -> subprocess.CompletedProcess:
+        return subprocess.run([str(root / "install.sh")], env=env, capture_output=True, text=True, timeout=120)
+
+    done = install()
+    assert done.returncode == 1 and "the bundle is not signed" in done.stderr, done.stderr
+    sign_sums(root, tmp_path / "stranger")
+    done = install()
+    assert done.returncode == 1 and "not a good signature by a key in" in done.stderr, done.stderr
+    sign_sums(root, tmp_path / "trusted")
+    done = install()
+    assert "SHA256SUMS signed by builder@maskwatch" in done.stdout, done.stdout + done.stderr
+    assert "checked" in done.stdout and "no-python not found" in done.stderr, done.stderr   # past every bundle check
+    sums = (root / "SHA256SUMS").read_text()
+    (root / "SHA256SUMS").write_text(sums.replace("config/maskwatch.toml", "config/maskwatch.toml ", 1))
+    done = install()
+    assert done.returncode == 1 and "not a good signature" in done.stderr, done.stderr  # the sums are what is signed
+    (root / "SHA256SUMS").write_text(sums)
+    del env["MASKWATCH_ALLOWED_SIGNERS"]   # default /etc/maskwatch/allowed_signers: absent on this machine
+    if not Path("/etc/maskwatch/allowed_signers").exists():
+        assert "signature not checked" in install().stdout
+    assert not (tmp_path / "prefix").exists()

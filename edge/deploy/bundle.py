@@ -4,6 +4,8 @@ Layout of ``maskwatch-<version>-<target>.tar.gz`` (one top folder of that name):
 
     install.sh            offline installer: checks SHA256SUMS, venv, pip --no-index, models, config, unit
     SHA256SUMS            sha256 of every other file (``sha256sum -c`` format)
+    SHA256SUMS.sig        with ``--sign KEY``: its SSH signature (namespace ``maskwatch-bundle``), which
+                          install.sh requires where the device has /etc/maskwatch/allowed_signers
     target.env            the target's Python version and machine, read by install.sh
     bundle.json           what is inside: target, version, wheels, models, build time
     wheels/*.whl          maskwatch's own wheel (``pip wheel --no-deps``) and its runtime dependencies
@@ -262,6 +264,30 @@ def write_sums(root: Path) -> None:
     (root / "SHA256SUMS").write_text("".join(lines))
 
 
+#: The ``ssh-keygen -Y`` namespace of a bundle signature (install.sh verifies with the same).
+SIGNATURE_NAMESPACE = "maskwatch-bundle"
+
+
+def sign_sums(root: Path, key: Path) -> Path:
+    """Sign ``root/SHA256SUMS`` with an SSH private key (``ssh-keygen -Y sign``): ``SHA256SUMS.sig``.
+
+    A device trusts the signer by listing its public key in /etc/maskwatch/allowed_signers
+    (``maskwatch@example.org namespaces="maskwatch-bundle" ssh-ed25519 AAAA...``)."""
+    if shutil.which("ssh-keygen") is None:
+        raise DeployError("--sign needs ssh-keygen (apt install openssh-client)")
+    if not Path(key).is_file():
+        raise DeployError(f"{key}: signing key not found")
+    signature = root / "SHA256SUMS.sig"
+    signature.unlink(missing_ok=True)  # ssh-keygen would ask before overwriting it
+    done = subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE, str(root / "SHA256SUMS")],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0 or not signature.is_file():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise DeployError(f"{key}: ssh-keygen could not sign SHA256SUMS ({lines[-1] if lines else 'no output'}; "
+                          "a key with a passphrase needs ssh-agent)")
+    return signature
+
+
 def write_archive(root: Path, archive: Path) -> None:
     """tar.gz of ``root`` under its own name; root-owned, 0644 files (0755 for install.sh), written atomically."""
     def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -280,14 +306,17 @@ def write_archive(root: Path, archive: Path) -> None:
 
 
 def build_bundle(target_name: str, out: Path, config_path: Path | None = None, models: list[str] | None = None,
-                 source: Path | None = None) -> Path:
-    """Build ``<out>/maskwatch-<version>-<target>.tar.gz``; returns its path. Logs each step's time."""
+                 source: Path | None = None, sign: Path | None = None) -> Path:
+    """Build ``<out>/maskwatch-<version>-<target>.tar.gz``, its SHA256SUMS signed with the SSH key
+    ``sign`` if given; returns its path. Logs each step's time."""
     from .. import __version__
     from ..config import load_config
     from ..manifest import default_models_dir
 
     if target_name not in TARGETS:
         raise DeployError(f"unknown target {target_name!r}; choose from: {', '.join(TARGETS)}")
+    if sign is not None and not Path(sign).is_file():
+        raise DeployError(f"{sign}: signing key not found")
     target = TARGETS[target_name]
     config_text = Path(config_path).read_text() if config_path else DEFAULT_CONFIG
     config = load_config(config_path)                      # a bad config fails here, not on the pole
@@ -338,6 +367,8 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }, indent=2) + "\n")
         write_sums(root)
+        if sign is not None:
+            sign_sums(root, Path(sign))
         t = _step("checksums", t, timings)
         write_archive(root, archive)
         _step("archive", t, timings)
@@ -356,9 +387,12 @@ def configure(bundle: argparse.ArgumentParser) -> None:
     bundle.add_argument("--models", nargs="+", default=None, metavar="NAME",
                         help="model files from the manifest (default: the config's detector and classifier)")
     bundle.add_argument("--source", type=Path, default=None, help="maskwatch source tree (default: the one running)")
+    bundle.add_argument("--sign", type=Path, default=None, metavar="KEY",
+                        help="SSH private key to sign SHA256SUMS with (ssh-keygen -Y sign); a device with "
+                             "/etc/maskwatch/allowed_signers installs only bundles signed by a key listed there")
     bundle.set_defaults(handler=_bundle)
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    print(build_bundle(args.target, args.out, args.config, args.models, args.source))
+    print(build_bundle(args.target, args.out, args.config, args.models, args.source, args.sign))
     return 0

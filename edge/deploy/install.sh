@@ -12,9 +12,12 @@
 #   --user NAME      MASKWATCH_USER       the service account                   (maskwatch)
 #   --python EXE     PYTHON               the interpreter for the venv          (python3)
 #   --no-system      MASKWATCH_SYSTEM=0   no account, no chown, no systemctl
+#   --allowed-signers FILE  MASKWATCH_ALLOWED_SIGNERS  keys trusted to sign bundles (/etc/maskwatch/allowed_signers)
 #
-# Every file is checked against SHA256SUMS first; a changed, missing or extra file stops the
-# install before anything is written. An existing config is kept (the bundle's goes beside it as .new).
+# Every file is checked against SHA256SUMS first; a changed, missing or extra file, or anything
+# that is not a plain file or folder (a symlink), stops the install before anything is written.
+# Where the allowed-signers file exists (ssh-keygen's format, namespace maskwatch-bundle), SHA256SUMS
+# must carry a good signature by one of its keys (SHA256SUMS.sig, from maskwatch bundle --sign). An existing config is kept (the bundle's goes beside it as .new).
 #
 # Exit status: 0 installed (and, as root, the service enabled: started where systemd runs, or set to
 # start at the next boot where systemctl works offline, e.g. building an SD card image in a chroot);
@@ -29,6 +32,8 @@ UNIT_DIR=${MASKWATCH_UNIT_DIR:-/etc/systemd/system}
 SERVICE_USER=${MASKWATCH_USER:-maskwatch}
 PYTHON=${PYTHON:-python3}
 SYSTEM=${MASKWATCH_SYSTEM:-1}
+ALLOWED_SIGNERS=${MASKWATCH_ALLOWED_SIGNERS:-/etc/maskwatch/allowed_signers}
+NAMESPACE=maskwatch-bundle
 UNIT=maskwatch.service
 
 say() { echo "install.sh: $*"; }
@@ -43,11 +48,12 @@ while [ $# -gt 0 ]; do
         --user) SERVICE_USER=$2; shift 2 ;;
         --python) PYTHON=$2; shift 2 ;;
         --no-system) SYSTEM=0; shift ;;
+        --allowed-signers) ALLOWED_SIGNERS=$2; shift 2 ;;
         -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
-for path in "$PREFIX" "$CONFIG" "$STATE_DIR" "$UNIT_DIR"; do
+for path in "$PREFIX" "$CONFIG" "$STATE_DIR" "$UNIT_DIR" "$ALLOWED_SIGNERS"; do
     case $path in
         /*) ;;
         *) die "$path: paths must be absolute" ;;
@@ -62,16 +68,32 @@ cd "$here"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# 1. Every file is the one that was bundled, and nothing was added.
+# 1. Nothing but plain files and folders (a symlink would pass its checksum and point anywhere),
+#    SHA256SUMS signed by a trusted key where the device asks for that, every file the one that was
+#    bundled, and nothing added.
+odd=$(find . ! -type f ! -type d | sed 's|^\./||' | LC_ALL=C sort)
+[ -z "$odd" ] || die "not a plain file or folder: $(echo $odd); nothing installed"
 command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
 [ -f SHA256SUMS ] || die "$here/SHA256SUMS missing: not a maskwatch bundle"
+if [ -f "$ALLOWED_SIGNERS" ]; then
+    command -v ssh-keygen >/dev/null || die "ssh-keygen not found (apt install openssh-client): needed to check the signature $ALLOWED_SIGNERS asks for"
+    [ -f SHA256SUMS.sig ] || die "the bundle is not signed (no SHA256SUMS.sig) and $ALLOWED_SIGNERS asks for signed bundles; nothing installed"
+    signer=$(ssh-keygen -Y find-principals -s SHA256SUMS.sig -f "$ALLOWED_SIGNERS" 2>/dev/null | head -n 1) || signer=
+    if [ -z "$signer" ] || ! ssh-keygen -Y verify -f "$ALLOWED_SIGNERS" -I "$signer" -n "$NAMESPACE" -s SHA256SUMS.sig \
+            <SHA256SUMS >"$work/verify" 2>&1; then
+        die "SHA256SUMS.sig is not a good signature by a key in $ALLOWED_SIGNERS; nothing installed"
+    fi
+    say "SHA256SUMS signed by $signer (trusted in $ALLOWED_SIGNERS)"
+elif [ -f SHA256SUMS.sig ]; then
+    say "signature not checked: no $ALLOWED_SIGNERS here (put the signer's key there to require signed bundles)"
+fi
 if ! sha256sum -c --strict SHA256SUMS >"$work/check" 2>&1; then
     sed -n 's/: FAILED.*$//p' "$work/check" | sort -u | while read -r bad; do
         echo "install.sh: checksum mismatch: $bad" >&2
     done
     die "the bundle in $here is corrupt or was changed (see SHA256SUMS); nothing installed"
 fi
-find . -type f ! -path ./SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort >"$work/present"
+find . -type f ! -path ./SHA256SUMS ! -path ./SHA256SUMS.sig | sed 's|^\./||' | LC_ALL=C sort >"$work/present"
 sed 's/^[0-9a-f]\{64\}  //' SHA256SUMS | LC_ALL=C sort >"$work/listed"
 extra=$(LC_ALL=C comm -23 "$work/present" "$work/listed")
 [ -z "$extra" ] || die "not in SHA256SUMS: $(echo $extra); nothing installed"
