@@ -72,7 +72,8 @@ def build_source(config: Config, pipeline: Pipeline | None = None, stop: threadi
         if pipeline is not None:
             pipeline.events.publish(status_event(f"camera_{state}", device_id=config.device_id, detail=detail))
 
-    return Threaded(with_reconnect(source, backoff=config.source.reconnect_backoff_s, on_state=on_state),
+    return Threaded(with_reconnect(source, backoff=section.reconnect_backoff_s, on_state=on_state,
+                                   max_wait_s=section.max_wait_s),
                     stop=stop, on_wait=on_wait)
 
 
@@ -98,7 +99,7 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
     def waiting(source) -> None:  # every 0.1 s without a frame
         pipeline.tick()  # nobody is seen while no frame comes: after source.stale_after_s the outputs go idle
         if source.reconnecting:  # alive on purpose while reconnecting, so keep systemd told
-            watchdog.ping(status=f"camera lost; reconnecting to {config.source.spec}")
+            watchdog.ping(status=f"no frame; reconnecting to {config.source.spec}")
 
     try:
         with build_pipeline(config, print_events) as pipeline:

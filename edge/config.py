@@ -54,6 +54,10 @@ class SourceConfig(_Section):
     reconnect_backoff_s: list[Annotated[float, Field(ge=MIN_BACKOFF_S, le=3600)]] = Field(
         [1, 2, 4, 8, 16, 30], min_length=1, description=f"waits between reopen attempts of a lost live source "
                                                         f"(each {MIN_BACKOFF_S} to 3600 s; the last repeats)")
+    max_wait_s: float | None = Field(None, gt=0, le=86400,
+                                     description="give up (exit 2) after this many seconds without a frame from a "
+                                                 "live source, at start or after a loss; unset: retry forever, as a "
+                                                 "service should")
     stale_after_s: float = Field(3.0, gt=0, description="seconds without a frame after which every track ends, the "
                                                         "lights and buzzer go idle (off) and a no_frames status event is published")
     options: dict[str, Any] = Field(

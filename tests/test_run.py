@@ -177,3 +177,33 @@ def test_a_video_with_no_readable_frame_is_a_one_line_error_not_a_silent_success
     assert code == 2, err
     assert err[-1] == (f"maskwatch: error: {empty}: no frame could be read (an empty, truncated or unsupported "
                        "video, or no images)"), err[-1]
+
+
+def test_sigterm_during_a_blocked_stream_open_ends_the_run_at_once(tmp_path):
+    """A stream whose server accepts and never answers blocks OpenCV's open for its whole timeout (10 s)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(4)], daemon=True).start()
+    child = subprocess.Popen([sys.executable, "-m", "maskwatch.edge.cli", "run", "--gpio", "none",
+                              "--source", f"http://127.0.0.1:{server.getsockname()[1]}/stream"],
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not held and time.monotonic() < deadline:  # the open has reached the server and now waits
+            time.sleep(0.05)
+        assert held, "the stream was never opened"
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=15)
+        took = time.monotonic() - sent
+    finally:
+        child.kill()
+        server.close()
+    assert child.returncode == 0, err
+    assert took < 4, f"SIGTERM took {took:.1f} s to end the run"

@@ -1,6 +1,7 @@
 """Frame sources on real clips from ../shared/data/videos and real image files written here."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -10,6 +11,8 @@ import time
 import cv2
 import numpy as np
 import pytest
+
+from conftest import free_port
 
 from maskwatch.edge.errors import ConfigError, RuntimeUnavailable
 from maskwatch.edge.sources import (Frame, Reconnecting, Source, SourceError, SourceLost, Threaded, open_source, source_kind,
@@ -187,6 +190,29 @@ def test_reconnecting_gives_up_after_max_attempts_and_files_are_not_wrapped(tmp_
     assert delays == [1, 2, 4]
     plain = VideoFile(str(tmp_path / "clip.mp4"))
     assert with_reconnect(plain) is plain
+
+
+def test_a_camera_never_seen_is_said_so_and_max_wait_gives_up(tmp_path, caplog):
+    states = []
+    gone = Reconnecting(VideoFile(str(tmp_path / "never.mp4"), live=True), backoff=(0.2,),
+                        on_state=lambda *state: states.append(state), max_wait_s=0.5)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING), gone, pytest.raises(SourceError, match=r"no frame for \d+ s \(max_wait_s 0.5\)"):
+        gone.read()
+    assert 0.5 <= time.monotonic() - started < 2
+    assert [state for state, _ in states] == ["never_seen"]  # not "lost": it was never there
+    assert "has not delivered a frame since start" in caplog.text and "camera lost" not in caplog.text
+
+
+def test_run_with_max_wait_gives_up_in_one_line(tmp_path, capsys):
+    from maskwatch.edge.cli import main
+
+    code = main(["run", "--source", f"rtsp://127.0.0.1:{free_port()}/none", "--gpio", "none", "--max-wait", "1",
+                 "--events", str(tmp_path / "events.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no frame for" in err and "Traceback" not in err
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e.get("status") for e in events] == ["camera_never_seen"]
 
 
 def test_close_from_another_thread_stops_a_reconnect_wait(tmp_path):

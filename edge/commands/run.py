@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-events", action="store_true", help="print events as JSON lines")
     parser.add_argument("--max-frames", type=bounded(int, 0, 10 ** 12, "--max-frames"), default=None,
                         help="stop after this many frames (0: build everything, process none)")
+    parser.add_argument("--max-wait", type=bounded(float, 0.1, 86400, "--max-wait"), default=None, metavar="SECONDS",
+                        help="give up when a camera or stream has sent no frame for this long, at start or after a "
+                             "loss (default: retry forever, as a service should)")
     parser.set_defaults(handler=run)
 
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = load(args, **{"source.spec": args.source, "detector.backend": args.backend,
                            "classifier.backend": args.backend, "signal.backend": args.gpio,
                            "events.jsonl": {"path": str(args.events)} if args.events else None,
-                           "events.mqtt": mqtt, "preview.target": args.preview})
+                           "events.mqtt": mqtt, "preview.target": args.preview, "source.max_wait_s": args.max_wait})
     stats = run_pipeline(config, max_frames=args.max_frames, print_events=args.print_events)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(stats.events.items())) or "none"
     print(f"maskwatch: {stats.frames} frames, {stats.faces} faces, {stats.classified} classified, "

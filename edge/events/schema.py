@@ -13,8 +13,8 @@ state topics and the preview all follow it::
     {"type": "state", "state": "unmasked", "previous": "masked", "time": "...", "device_id": "pole-12"}
 
 ``summary`` counts the tracks seen in the last ``interval_s`` by state
-(masked, unmasked, incorrect); ``status`` reports the camera (``camera_lost``,
-``camera_recovered``, ``no_frames``, ``frames_resumed``). ``validate_event`` enforces the
+(masked, unmasked, incorrect); ``status`` reports the camera (``camera_never_seen``
+at start, ``camera_lost``, ``camera_recovered``, ``no_frames``, ``frames_resumed``). ``validate_event`` enforces the
 privacy rule every sink applies, once, in ``Sink.publish``: only known types, their required keys, and
 short scalar values. The constructors below build events; the sink checks them.
 
@@ -34,7 +34,7 @@ from ..errors import MaskwatchError
 from ..decision import LABEL_STATE, STATES
 
 TRACK_TYPES = ("new", "update", "end")
-STATUSES = ("camera_lost", "camera_recovered", "no_frames", "frames_resumed")
+STATUSES = ("camera_never_seen", "camera_lost", "camera_recovered", "no_frames", "frames_resumed")
 #: event type -> keys it must have
 REQUIRED = {
     **{t: ("type", "track_id", "label", "score", "time", "device_id") for t in TRACK_TYPES},

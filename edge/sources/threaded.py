@@ -32,7 +32,7 @@ class Threaded(BaseSource):
 
     interruptible = True
 
-    def __init__(self, source: Source, queue_size: int = 2, join_timeout: float = 5.0,
+    def __init__(self, source: Source, queue_size: int = 2, join_timeout: float = 1.0,
                  stop: threading.Event | None = None, on_wait: Callable[["Threaded"], None] | None = None):
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -93,8 +93,8 @@ class Threaded(BaseSource):
             self.source.close()  # wakes a read() waiting to reconnect
         thread.join(self.join_timeout)
         if thread.is_alive():
-            log.warning("%s: capture thread still in read() after %g s; it closes the source when that returns",
-                        self.name, self.join_timeout)
+            log.warning("%s: capture thread still blocked in the source after %g s (a stream open waits up "
+                        "to its timeout); it closes the source when that returns", self.name, self.join_timeout)
 
     def _capture(self) -> None:
         """The thread: the only reader of the source once open, and the one that closes it."""
