@@ -12,6 +12,7 @@ import threading
 
 from .classifier import MaskClassifier
 from .config import Config
+from .crops import CropWriter
 from .decision import Decision
 from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
@@ -39,6 +40,7 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
         log.info("mock GPIO with the default wiring: red %(red_pin)d, green %(green_pin)d, buzzer %(buzzer_pin)d", MOCK_WIRING)
     parts = []
+    crops = CropWriter(config.privacy.crops_dir, device_id=config.device_id) if config.privacy.save_crops else None
     try:
         indicator = Indicator(signal_config)
         parts.append(indicator)
@@ -49,9 +51,8 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         for part in parts:
             part.close()
         raise
-    crops_dir = config.privacy.crops_dir if config.privacy.save_crops else None
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
-                    preview=preview, summary_interval_s=config.events.summary_interval_s, crops_dir=crops_dir,
+                    preview=preview, summary_interval_s=config.events.summary_interval_s, crops=crops,
                     reader=reader, stale_after_s=config.source.stale_after_s,
                     decision=Decision.from_config(config.signal))
 

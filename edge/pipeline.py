@@ -18,11 +18,11 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .crops import CropWriter
 from .decision import Decision, StateChange, scene_state
 from .events import SummaryCounter, state_event, status_event, track_event
 from .interfaces import Classifier, Detector, EventSink, Indicator, Preview
@@ -52,6 +52,7 @@ class RunStats:
     faces: int = 0
     classified: int = 0
     events: Counter = field(default_factory=Counter)
+    publish_errors: int = 0  #: events a sink raised on (logged)
     seconds: float = 0.0
 
     @property
@@ -64,7 +65,7 @@ class Pipeline:
 
     def __init__(self, detector: Detector, classifier: Classifier | None, tracker: Tracker, indicator: Indicator,
                  events: EventSink, device_id: str, preview: Preview | None = None, summary_interval_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, crops_dir: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic, crops: CropWriter | None = None,
                  reader: MaskReader | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
         self.decision = decision or Decision()
@@ -74,18 +75,28 @@ class Pipeline:
         self.labels = list(classifier.labels if classifier is not None else detector.labels)
         self.indicator, self.events, self.preview = indicator, events, preview
         self.device_id, self.clock = device_id, clock
-        self.crops_dir = crops_dir  #: only when the config asks: face crops are otherwise never written
+        self.crops = crops  #: only when the config asks: face crops are otherwise never written
         self.stats = RunStats()
         self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
         self.stale_after_s = stale_after_s  #: seconds without a frame after which nobody counts as seen
         self._last_frame: float | None = None
         self._stale = False
         self._closed = False
+        self._publish_failures: set[str] = set()
 
     def _publish(self, event: dict) -> None:
-        self.events.publish(event)
+        """Hand ``event`` to the sinks. A sink that fails never stops detection or the outputs: the
+        failure is counted (``stats.publish_errors``) and logged, in full the first time for each kind."""
         self.summary.add(event)
         self.stats.events[event["type"]] += 1
+        try:
+            self.events.publish(event)
+        except Exception as exc:  # noqa: BLE001 - an unattended pole keeps detecting and signalling
+            kind = f"{type(exc).__name__}: {exc}"
+            self.stats.publish_errors += 1
+            if kind not in self._publish_failures:
+                self._publish_failures.add(kind)
+                log.exception("publishing a %s event failed; detection and outputs carry on", event["type"])
 
     def _track_event(self, kind: str, track: Track) -> None:
         self._publish(track_event(kind, track.id, track.label, round(track.label_score, 4), device_id=self.device_id))
@@ -147,8 +158,8 @@ class Pipeline:
             for track, p in zip(due, self.reader.combine(crop, head, boxes)):
                 best = int(p.argmax())
                 self.tracker.vote(track, self.labels[best], float(p[best]), update)
-                if self.crops_dir is not None:
-                    self._save_crop(frame, track, self.labels[best])
+                if self.crops is not None:
+                    self.crops.save(frame, track, self.labels[best], getattr(self.classifier, "margin", 0.2))
         t3 = self.clock()
         for kind, tracks in (("new", update.new), ("update", update.changed), ("end", update.ended)):
             for track in tracks:
@@ -170,17 +181,6 @@ class Pipeline:
         seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t5 - t4,
                    "publish": (t4 - t3) + (t6 - t5), "preview": t7 - t6, "frame": t7 - t0}
         return FrameResult(frame.index, faces, update.seen, state, len(due), seconds)
-
-    def _save_crop(self, frame, track: Track, label: str) -> None:
-        """Only with ``privacy.save_crops``: the classified crop as a JPEG named by device, frame, track, label."""
-        import cv2
-
-        from .image import crop_with_margin
-
-        self.crops_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{self.device_id}_f{frame.index:07d}_t{track.id}_{label}.jpg"
-        margin = getattr(self.classifier, "margin", 0.2)  # no classifier with the rule "detector"
-        cv2.imwrite(str(self.crops_dir / name), crop_with_margin(frame.image, track.box, margin))
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""

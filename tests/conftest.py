@@ -1,6 +1,8 @@
 """Shared fixtures: real data from ../shared/data, the real RetinaFace graph, real converted models."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import queue
 import shutil
@@ -129,3 +131,35 @@ def next_message(messages: "queue.Queue", topic: str, timeout: float = 5.0):
             raise AssertionError(f"no message on {topic} within {timeout} s") from None
         if message.topic == topic:
             return message
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """A real tmpfs of ``size`` (mount's units: 64k, 1m) on a new ``folder``; skips the test where
+    mounting is not allowed (it needs root with CAP_SYS_ADMIN)."""
+    folder.mkdir()
+    mount = shutil.which("mount")
+    done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                          text=True) if mount and os.geteuid() == 0 else None
+    if done is None or done.returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here (needs root with CAP_SYS_ADMIN): "
+                    + (done.stderr.strip() if done else "not root or no mount(8)"))
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill the file system under ``folder`` until at most ``leave`` bytes are free; the filler file."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+                if free <= leave:
+                    break
+                f.write(b"\0" * min(4096, free - leave))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler

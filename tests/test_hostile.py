@@ -7,7 +7,6 @@ server, ``/dev/full`` (and a small tmpfs where mounting is allowed) under the JS
 """
 from __future__ import annotations
 
-import errno
 import http.client
 import json
 import logging
@@ -30,7 +29,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import fill_disk, free_port, tmpfs
 from maskwatch.edge.deploy import service
 from maskwatch.edge.errors import ConfigError, InputError
 from maskwatch.edge.events import JsonlConfig, JsonlSink, track_event
@@ -345,40 +344,15 @@ def test_jsonl_on_dev_full_counts_losses_and_never_raises(caplog):
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
-    """A 64 KiB tmpfs (root with CAP_SYS_ADMIN only)."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    mount = shutil.which("mount")
-    done = subprocess.run([mount, "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True,
-                          text=True) if mount and os.geteuid() == 0 else None
-    if done is None or done.returncode != 0:
-        pytest.skip("mounting a tmpfs is not allowed here (needs root with CAP_SYS_ADMIN): "
-                    + (done.stderr.strip() if done else "not root or no mount(8)"))
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(folder: Path, leave: int = 0) -> Path:
-    """Fill the file system under ``folder`` until at most ``leave`` bytes are free."""
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
-                if free <= leave:
-                    break
-                f.write(b"\0" * min(4096, free - leave))
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+    """A 64 KiB tmpfs."""
+    with tmpfs(tmp_path / "tiny", "64k") as folder:
+        yield folder
 
 
 def test_jsonl_on_a_full_tmpfs_loses_some_keeps_going_and_resumes(tiny_tmpfs, caplog):
     caplog.set_level(logging.INFO, "maskwatch.edge.events.jsonl")
     path = tiny_tmpfs / "events.jsonl"
-    filler = fill(tiny_tmpfs, leave=8192)          # room for a few dozen lines, then full mid-line
+    filler = fill_disk(tiny_tmpfs, leave=8192)          # room for a few dozen lines, then full mid-line
     sink = JsonlSink(JsonlConfig(path=path))
     for event in events(200):
         sink.publish(event)

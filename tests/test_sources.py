@@ -192,6 +192,22 @@ def test_reconnecting_gives_up_after_max_attempts_and_files_are_not_wrapped(tmp_
     assert with_reconnect(plain) is plain
 
 
+def test_a_truncated_video_is_read_to_its_cut_and_said_so(tmp_path, caplog):
+    path = tmp_path / "cut.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(60):
+        writer.write(np.full((120, 160, 3), i * 4, np.uint8))
+    writer.release()
+    with caplog.at_level(logging.WARNING), open_source(str(path)) as whole:
+        assert len(list(whole)) == 60
+    assert "truncated" not in caplog.text
+    os.truncate(path, path.stat().st_size * 6 // 10)
+    with caplog.at_level(logging.WARNING), open_source(str(path)) as cut:
+        frames = len(list(cut))
+    assert 10 < frames < 60
+    assert f"ended after {frames} of the 60 frames its header gives (truncated or damaged?)" in caplog.text
+
+
 def test_a_camera_never_seen_is_said_so_and_max_wait_gives_up(tmp_path, caplog):
     states = []
     gone = Reconnecting(VideoFile(str(tmp_path / "never.mp4"), live=True), backoff=(0.2,),

@@ -5,7 +5,6 @@ test_faults.py.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fill_disk, tmpfs
 from maskwatch.edge.events import Spool, track_event
 from maskwatch.edge.events import spool as spool_module
 
@@ -206,24 +205,9 @@ def test_a_file_that_is_not_a_database_is_set_aside_and_the_spool_starts_empty(t
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A real 1 MiB tmpfs (needs root, and a kernel that lets this process mount)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True,
-                            text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or result.returncode}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=True)
-
-
-def fill(path: Path) -> None:
-    with open(path, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    """A real 1 MiB tmpfs."""
+    with tmpfs(tmp_path / "mnt", "1m") as folder:
+        yield folder
 
 
 def test_a_full_disk_keeps_events_in_memory_then_writes_them_in_order(tiny_disk, monkeypatch, caplog):
@@ -234,7 +218,7 @@ def test_a_full_disk_keeps_events_in_memory_then_writes_them_in_order(tiny_disk,
     try:
         for n in range(20):
             spool.append(event(n))
-        fill(tiny_disk / "filler")
+        fill_disk(tiny_disk)
         for n in range(20, 70):  # refused by the disk: no raise; past 40 in memory the oldest of them go
             spool.append(event(n))
         assert caplog.text.count(WARNING_FULL) == 1 and spool.dropped == 10 and len(spool) == 60

@@ -35,10 +35,10 @@ def detect(args: argparse.Namespace) -> int:
     from ..sample import sample_image
 
     detector = FaceDetector.from_config(detector_section(args, args.model), args.models_dir)
-    args.out.mkdir(parents=True, exist_ok=True)
     images = ReadableImages(list(args.images or [sample_image()]))
     for path, image in images:
         faces = detector.detect(image)
+        args.out.mkdir(parents=True, exist_ok=True)  # made by the first picture: a failed run leaves no folder
         target = args.out / f"{path.stem}.faces.jpg"
         cv2.imwrite(str(target), draw_faces(image, faces))
         print(json.dumps({"image": path.name, "faces": [

@@ -68,6 +68,7 @@ class OpenCVSource(BaseSource):
             if not ok:
                 if self.live:
                     raise SourceLost(f"{self.name}: capture failed after {self._index} frames")
+                self._ended()
                 return None
             image = self._checked(image)
             if image is not None:
@@ -75,6 +76,9 @@ class OpenCVSource(BaseSource):
                 return Frame(image, self._index - 1, timestamp, self.name)
         message = f"{self.name}: {MAX_BAD_FRAMES} unusable frames in a row"
         raise SourceLost(message) if self.live else SourceError(message)
+
+    def _ended(self) -> None:
+        """Called once a file source has no more frames."""
 
     @property
     def fps(self) -> float:
@@ -140,3 +144,13 @@ class VideoFile(OpenCVSource):
 
     def __init__(self, path: str, *, live: bool = False, props: dict[int, float] | None = None):
         super().__init__(str(path), api=cv2.CAP_FFMPEG, live=live, props=props)
+
+    def _ended(self) -> None:
+        """A file that ends well before the frame count its header gives is cut short: said, once."""
+        expected = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if expected > 0 and self._index < expected - 1 and not self._warned_short:
+            self._warned_short = True
+            log.warning("%s: ended after %d of the %d frames its header gives (truncated or damaged?)",
+                        self.name, self._index, expected)
+
+    _warned_short = False
