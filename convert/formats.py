@@ -84,6 +84,9 @@ def _name_io(proto, inputs: list[str], outputs: list[str]) -> None:
 
 
 def _onnx_int8(job: ExportJob) -> bytes:
+    from maskwatch.edge.runtimes.onnx import onnxruntime_module
+
+    onnxruntime_module()  # telemetry off before the first import (see maskwatch.edge.runtimes.onnx)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

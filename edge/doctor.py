@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ctypes.util
 import glob
-import importlib
 
 from .config import SAMPLE_SOURCE, Config
 from .manifest import Manifest, verify_file
@@ -24,8 +23,10 @@ def _litert():
 
 
 def _onnxruntime():
+    from .runtimes.onnx import onnxruntime_module
+
     try:
-        ort = importlib.import_module("onnxruntime")
+        ort = onnxruntime_module()
     except ImportError:
         raise RuntimeError("not installed: pip install 'maskwatch[onnx]' for the .onnx models "
                            "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None

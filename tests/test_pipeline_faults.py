@@ -73,3 +73,21 @@ def test_a_failed_detect_leaves_no_empty_output_folder(tmp_path, capsys):
     assert main(["detect", str(broken), "--out", str(out)]) == 2
     assert "broken.jpg" in capsys.readouterr().err and not out.exists()
     assert main(["detect", "--out", str(out)]) == 0 and len(list(out.glob("*.faces.jpg"))) == 1
+
+
+@pytest.mark.parametrize("choice, files", [(None, False), ("0", True)])
+def test_onnx_runtime_telemetry_is_off_unless_the_user_turns_it_on(tmp_path, choice, files):
+    """ONNX Runtime >= 1.29 writes a device id under ~/.cache/Microsoft and uploads events unless told not to."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    if choice is not None:
+        env["ORT_DISABLE_TELEMETRY"] = choice
+    done = subprocess.run([sys.executable, "-m", "maskwatch.edge.cli", "detect", "--model", "retinaface_mnv2_fp32.onnx",
+                           "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".cache" / "Microsoft").exists() is files

@@ -1,6 +1,15 @@
-"""ONNX Runtime backend: providers by preference (TensorRT, CUDA, CPU) or as given."""
+"""ONNX Runtime backend: providers by preference (TensorRT, CUDA, CPU) or as given.
+
+ONNX Runtime 1.29 and later upload telemetry on Linux too (a device id under
+``~/.cache/Microsoft``, session and model events), unless ``ORT_DISABLE_TELEMETRY=1`` is set
+before it is first imported. maskwatch sets it, for every import through
+:func:`onnxruntime_module`: nothing about a pole leaves it but its own events. A user who
+wants the telemetry sets ``ORT_DISABLE_TELEMETRY=0`` themselves.
+"""
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +20,12 @@ PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
 
+def onnxruntime_module(name: str = "onnxruntime"):
+    """``onnxruntime`` (or one of its submodules), imported with its telemetry off unless the user chose."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    return importlib.import_module(name)
+
+
 class OnnxRuntime:
     """Runs a ``.onnx`` file; outputs keyed by the graph's output names."""
 
@@ -18,7 +33,7 @@ class OnnxRuntime:
 
     def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
         try:
-            import onnxruntime as ort
+            ort = onnxruntime_module()
         except ImportError:
             raise RuntimeUnavailable("ONNX Runtime is not installed: pip install 'maskwatch[onnx]' "
                                      "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
