@@ -7,7 +7,8 @@
 # A Raspberry Pi OS Bookworm-like system (Debian 12 arm64 with python3 and python3-venv, built with
 # mmdebstrap from the Debian archive and cached as a tarball in .cache/arm64/) runs under QEMU
 # user-mode emulation in a chroot with no network. The linux-aarch64-py311 bundle, built here from
-# this checkout, is unpacked and installed in it as on a Pi (./install.sh as root, offline); then
+# this checkout and signed with a throw-away key the device trusts, is unpacked and installed in it
+# as on a Pi (./install.sh as root, offline; its signature verified with ssh-keygen); then
 # `maskwatch doctor`, `maskwatch run` on the built-in sample with mock pins (events and pin
 # histories checked), and `maskwatch predict` on the sample and 3 real scenes with every model the
 # bundle ships, compared with the same command on x86 (.ci/arm64_parity.py: same faces, boxes within
@@ -64,6 +65,8 @@ if ! grep -qs '^enabled' $BINFMT/qemu-aarch64; then   # no binfmt-support: regis
         >$BINFMT/register 2>/dev/null || true
 fi
 grep -qs '^enabled' $BINFMT/qemu-aarch64 || skip "could not register qemu-aarch64 with binfmt_misc"
+command -v ssh-keygen >/dev/null || apt_install openssh-client || true
+command -v ssh-keygen >/dev/null || skip "ssh-keygen not found (openssh-client): the stage signs its bundle"
 say "qemu $(qemu-aarch64-static --version | sed -n '1s/.*version \([^ ]*\).*/\1/p'), CPU $QEMU_CPU"
 
 # ------------------------------------------------------------------ the root filesystem (cached)
@@ -108,9 +111,13 @@ device() { timeout 1200 unshare --net chroot "$ROOT" /usr/bin/env -i PATH=/usr/l
 lap "emulated system ready: $(device python3 --version), $(device sh -c 'grep -c ^processor /proc/cpuinfo') CPUs"
 
 # ------------------------------------------------------------------ the bundle, installed as on a Pi
-rm -rf "$CACHE/dist"
+rm -rf "$CACHE/dist" "$CACHE/signing"
+mkdir -p "$CACHE/signing"   # a throw-away signing key; the device trusts it in /etc/maskwatch/allowed_signers
+ssh-keygen -q -t ed25519 -N "" -C ci@maskwatch -f "$CACHE/signing/key"
+mkdir -p "$ROOT/etc/maskwatch"
+echo "ci@maskwatch namespaces=\"maskwatch-bundle\" $(cat "$CACHE/signing/key.pub")" >"$ROOT/etc/maskwatch/allowed_signers"
 # shellcheck disable=SC2086
-"$MW" bundle --target "$TARGET" --out "$CACHE/dist" --models $MODELS >"$CACHE/bundle.log" 2>&1 \
+"$MW" bundle --target "$TARGET" --out "$CACHE/dist" --models $MODELS --sign "$CACHE/signing/key" >"$CACHE/bundle.log" 2>&1 \
     || { tail -3 "$CACHE/bundle.log" >&2; fail "maskwatch bundle --target $TARGET failed (log: $CACHE/bundle.log)"; }
 archive=$(ls "$CACHE"/dist/maskwatch-*-$TARGET.tar.gz)
 name=$(basename "$archive" .tar.gz)
@@ -125,12 +132,13 @@ sed 's/^/    /' "$CACHE/install.log"
 # No systemd in a chroot: installed, the unit written but not enabled, and exit status 2 (install.sh --help).
 [ "$rc" = 2 ] || fail "install.sh exited $rc (expected 2: installed, unit not enabled without systemd)"
 grep -q "could not enable" "$CACHE/install.log" || fail "install.sh did not say that it could not enable the unit"
+grep -q "SHA256SUMS signed by ci@maskwatch" "$CACHE/install.log" || fail "install.sh did not verify the bundle's signature"
 for model in $MODELS manifest.json; do
     [ -f "$ROOT/opt/maskwatch/models/$model" ] || fail "/opt/maskwatch/models/$model missing after install.sh"
 done
 [ -f "$ROOT/etc/systemd/system/maskwatch.service" ] || fail "the unit was not written"
 device id maskwatch >/dev/null || fail "install.sh did not create the maskwatch user"
-lap "install.sh: installed offline (exit 2: no systemd here, as documented)"
+lap "install.sh: signature verified, installed offline (exit 2: no systemd here, as documented)"
 
 # ------------------------------------------------------------------ doctor, and a run with mock pins
 MWD=/opt/maskwatch/venv/bin/maskwatch
@@ -161,6 +169,7 @@ rc=$?
 set -e
 sed 's/^/    /' "$CACHE/run.log" | grep -v XNNPACK
 [ "$rc" = 0 ] || fail "maskwatch run exited $rc"
+rm -f "$CACHE/events-x86.jsonl"   # the events log appends
 env GPIOZERO_PIN_FACTORY=mock MASKWATCH_MODELS="$REPO/models" "$MW" run --set source.spec=sample "${PINS[@]}" \
     --max-frames $FRAMES --events "$CACHE/events-x86.jsonl" >"$CACHE/run-x86.log" 2>&1 || fail "the x86 run failed"
 python3 - "$CACHE/events-x86.jsonl" "$ROOT/root/events.jsonl" "$CACHE/run.log" <<'PY' || fail "events or pins differ"
