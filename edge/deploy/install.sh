@@ -16,8 +16,9 @@
 #
 # Every file is checked against SHA256SUMS first; a changed, missing or extra file, or anything
 # that is not a plain file or folder (a symlink), stops the install before anything is written.
-# Where the allowed-signers file exists (ssh-keygen's format, namespace maskwatch-bundle), SHA256SUMS
-# must carry a good signature by one of its keys (SHA256SUMS.sig, from maskwatch bundle --sign). An existing config is kept (the bundle's goes beside it as .new).
+# Where the allowed-signers file exists (ssh-keygen's format, namespace maskwatch-bundle),
+# SHA256SUMS must carry a good signature by one of its keys (SHA256SUMS.sig, from maskwatch bundle
+# --sign). An existing config is kept (the bundle's goes beside it as .new).
 #
 # Exit status: 0 installed (and, as root, the service enabled: started where systemd runs, or set to
 # start at the next boot where systemctl works offline, e.g. building an SD card image in a chroot);
@@ -49,7 +50,7 @@ while [ $# -gt 0 ]; do
         --python) PYTHON=$2; shift 2 ;;
         --no-system) SYSTEM=0; shift ;;
         --allowed-signers) ALLOWED_SIGNERS=$2; shift 2 ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '/^set -eu$/q; 2,$p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
