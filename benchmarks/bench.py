@@ -150,9 +150,33 @@ def instruction_sets(cpuinfo: str | None = None) -> list[str]:
     return [name for flag, name in ISA_FLAGS.items() if flag in present]
 
 
+#: Arm "CPU part" numbers of the cores on the boards maskwatch targets (ARM's own implementer, 0x41)
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76", "0xd42": "Cortex-A78AE",
+             "0xd4b": "Cortex-A78C"}
+
+
+def cpu_name(cpuinfo: str | None = None, board: str | None = None) -> str:
+    """The CPU's name: x86 ``model name``; on Arm the core from ``CPU part`` and the board from the device
+    tree (Arm cpuinfo has no model name), e.g. ``Cortex-A76 (Raspberry Pi 5 Model B Rev 1.0)``."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if fields.get("model name"):
+        return fields["model name"]
+    if board is None:
+        model = Path("/proc/device-tree/model")
+        board = model.read_bytes().rstrip(b"\0").decode(errors="replace") if model.exists() else ""
+    part = fields.get("CPU part", "")
+    core = ARM_PARTS.get(part, f"Arm core {part}" if part else platform.processor() or platform.machine())
+    return f"{core} ({board})" if board else core
+
+
 def environment() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = cpu_name()
     versions = {}
     for name in ("maskwatch", "numpy", "opencv-python-headless", "ai-edge-litert", "tflite-runtime", "onnxruntime"):
         try:
