@@ -97,6 +97,16 @@ def test_eval_voc_side_by_side(scenes, tmp_path, capsys):
     assert figures["onnx-fp32-640"]["ignore_small"]["face_recall"] > large["face_recall"]
 
 
+def test_eval_rules_score_each_rule_and_skip_them_for_a_face_only_detector(scenes, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--voc", str(scenes.parent), "--variants", "litert-int8-320", "litert-int8-320-mask",
+                 "--rules", "crop", "detector", "--json", str(out)]) == 0
+    assert "litert-int8-320 has no mask head: rule detector not scored" in capsys.readouterr().err
+    figures = json.loads(out.read_text())
+    assert sorted(figures) == ["litert-int8-320-mask/crop", "litert-int8-320-mask/detector", "litert-int8-320/crop"]
+    assert all(0.3 < figures[key]["all"]["map_2class"] <= 1.0 for key in figures)
+
+
 def test_eval_crops(data, tmp_path, capsys):
     assert main(["eval", "--crops", str(data / "crops" / "chandrikadeb7"), "--variants", "litert-int8-320"]) == 0
     assert "macro" in capsys.readouterr().out.lower()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .options import output
@@ -57,6 +58,9 @@ def evaluate(args: argparse.Namespace) -> int:
                                                                input_size=size, score_threshold=EVAL_THRESHOLD))
             for rule in rules:
                 reader = MaskReader(rule, args.small_face_px or SMALL_FACE_PX)
+                if reader.needs_detector and detector.labels is None:  # a face-only detector: crop only
+                    print(f"({name} has no mask head: rule {rule} not scored)", file=sys.stderr)
+                    continue
                 results[name if rules == ["crop"] else f"{name}/{rule}"] = scene_figures(
                     predictor_process(ImagePredictor(detector, classifier, reader)), args.voc, args.split, args.val_fold)
     for key, figures in results.items():
