@@ -8,7 +8,9 @@ indicator; the preview draws it and the MQTT sink turns it into its state topics
 
 Example::
 
-    pipeline = Pipeline(FaceDetector(...), MaskClassifier(), Tracker(), indicator, sink, device_id="pole-7")
+    pipeline = Pipeline(FaceDetector.from_config(config.detector), MaskClassifier.from_config(config.classifier),
+                        Tracker(config.tracker), indicator, sink, device_id="pole-7",
+                        decision=Decision.from_config(config.signal))
     with pipeline:
         pipeline.run(source)
 """
