@@ -25,6 +25,7 @@ OUTAGE_S = 3.5
 STALE_AFTER_S = 1.0
 MIN_ON_S = 0.5
 BUZZER_PIN = 22
+RED_PIN = 17
 
 
 class Camera:
@@ -87,7 +88,7 @@ def test_a_lost_camera_turns_the_alarm_off_and_recovery_turns_it_back_on(tmp_pat
     events_path = tmp_path / "events.jsonl"
     config = load_config(None, {
         "source.spec": camera.url, "source.reconnect_backoff_s": [0.5], "source.stale_after_s": STALE_AFTER_S,
-        "signal.backend": "gpiozero", "signal.red_pin": 17, "signal.buzzer_pin": BUZZER_PIN,
+        "signal.backend": "gpiozero", "signal.red_pin": RED_PIN, "signal.buzzer_pin": BUZZER_PIN,
         "signal.min_on_s": MIN_ON_S, "signal.cooldown_s": 0.2, "device_id": "outage-pole",
         "events.jsonl": {"path": str(events_path)}})
     samples, done = [], threading.Event()
@@ -108,9 +109,10 @@ def test_a_lost_camera_turns_the_alarm_off_and_recovery_turns_it_back_on(tmp_pat
         camera.close()
     assert stats.frames == FIRST_FRAMES + 40
 
-    levels = [int(s.state) for s in mock_pins.pin(BUZZER_PIN).states]
-    changes = [level for i, level in enumerate(levels) if i == 0 or level != levels[i - 1]]
-    assert changes == [0, 1, 0, 1, 0], levels  # off, alarm, off during the outage, alarm again, off at exit
+    for pin in (BUZZER_PIN, RED_PIN):  # the buzzer and the red light tell the same story
+        levels = [int(s.state) for s in mock_pins.pin(pin).states]
+        changes = [level for i, level in enumerate(levels) if i == 0 or level != levels[i - 1]]
+        assert changes == [0, 1, 0, 1, 0], (pin, levels)  # off, alarm, off while away, alarm again, off at exit
 
     lost_at = camera.first_ended
     during = [(t - lost_at, level) for t, level in samples if lost_at <= t <= lost_at + OUTAGE_S]
