@@ -126,6 +126,8 @@ def configure(convert: argparse.ArgumentParser) -> None:
     detector.add_argument("--steps-per-epoch", type=int, default=None, help="(default: one pass over the train scenes)")
     detector.add_argument("--learning-rate", type=float, default=recipe.learning_rate, help="whole-network Adam rate, cosine decay (default: %(default)s)")
     detector.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val score before stopping (default: %(default)s)")
+    detector.add_argument("--match-min-iou", type=float, default=recipe.match_min_iou,
+                          help="a face whose best anchor overlaps it less than this is not trained on (default: %(default)s)")
     detector.add_argument("--eval-size", type=int, default=recipe.eval_size, help="input size of the per-epoch val scoring (default: %(default)s)")
     detector.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     detector.add_argument("--limit", type=int, default=None, help="at most N annotation files per folder (quick runs)")
@@ -233,7 +235,7 @@ def _train_detector(args: argparse.Namespace) -> int:
     config = DetectorTrainConfig(voc=tuple(args.voc), val_fold=args.val_fold, crop_size=args.crop_size,
                                  batch_size=args.batch_size, head_epochs=args.head_epochs, epochs=args.epochs,
                                  steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
-                                 patience=args.patience, eval_size=args.eval_size, seed=args.seed, limit=args.limit)
+                                 patience=args.patience, match_min_iou=args.match_min_iou, eval_size=args.eval_size, seed=args.seed, limit=args.limit)
     config.check()
     formats, sizes = args.formats or list(DEFAULT_FORMATS), args.sizes or list(DEFAULT_SIZES)
     check_sizes(sizes)

@@ -31,7 +31,7 @@ from maskwatch.edge.labels import CLASSES
 from maskwatch.edge.postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder, anchors
 from maskwatch.edge.scoring import VocAnnotation, detection_ap, evaluate_detections
 
-from .anchor_match import match
+from .anchor_match import MATCH_IOU, MIN_BEST_IOU, match
 from .detector_loss import LossWeights
 from .scene_augment import augment_scene
 from .scene_data import Scene, SceneReport, load_voc_scenes
@@ -54,6 +54,7 @@ class DetectorTrainConfig:
     head_learning_rate: float = 1e-3
     learning_rate: float = 1e-4
     patience: int = 4
+    match_min_iou: float = MIN_BEST_IOU  #: least IoU of a face with its best anchor for it to be trained on
     eval_size: int = 640
     seed: int = 0
     limit: int | None = None  #: at most N annotation files per folder (quick runs)
@@ -66,6 +67,8 @@ class DetectorTrainConfig:
             raise ConfigError(f"--crop-size and --eval-size must be multiples of {STRIDE_MULTIPLE}")
         if not 0 <= self.val_fold <= 4:
             raise ConfigError(f"--val-fold {self.val_fold}: must be 0 to 4")
+        if not 0.0 < self.match_min_iou <= MATCH_IOU:
+            raise ConfigError(f"--match-min-iou {self.match_min_iou}: must be above 0 and at most {MATCH_IOU}")
         for name in ("batch_size", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -91,7 +94,7 @@ def make_batch(scenes: list[Scene], config: DetectorTrainConfig, rng: np.random.
     for index in rng.integers(0, len(scenes), config.batch_size):
         scene = scenes[index]
         image, b, l = augment_scene(scene.pixels, scene.boxes, scene.labels, config.crop_size, rng)
-        targets = match(b, l, priors)
+        targets = match(b, l, priors, min_best=config.match_min_iou)
         images.append(image)
         positive.append(targets.positive)
         boxes.append(targets.boxes)

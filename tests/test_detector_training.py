@@ -41,6 +41,24 @@ def test_a_small_face_gets_its_best_anchor_but_a_tiny_one_none():
     assert not match(np.zeros((0, 4), np.float32), np.zeros(0, np.int64), priors).positive.any()
 
 
+def test_a_lower_best_anchor_threshold_trains_on_faces_smaller_than_the_anchors():
+    priors = anchors(64, 64)
+    tiny = np.array([[21, 21, 27, 27]], np.float32)  # 6 px: IoU with its best 16 px anchor about 0.14
+    best = iou_matrix(tiny, corners(priors))[0].argmax()
+    assert not match(tiny, np.array([1]), priors).positive.any()
+    lowered = match(tiny, np.array([1]), priors, min_best=0.1)
+    assert np.flatnonzero(lowered.positive).tolist() == [best] and lowered.labels[best] == 1
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5])
+def test_train_detector_refuses_a_best_anchor_threshold_outside_its_range(value, tmp_path):
+    from maskwatch.convert.detector_train import DetectorTrainConfig
+    from maskwatch.edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--match-min-iou"):
+        DetectorTrainConfig(voc=(tmp_path,), match_min_iou=value).check()
+
+
 # ---------------------------------------------------------------- bad VOC input is counted, never fatal
 
 def _voc(root, name, objects, image=True, size=(64, 48)):
