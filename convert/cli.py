@@ -235,7 +235,8 @@ def _train_detector(args: argparse.Namespace) -> int:
     config = DetectorTrainConfig(voc=tuple(args.voc), val_fold=args.val_fold, crop_size=args.crop_size,
                                  batch_size=args.batch_size, head_epochs=args.head_epochs, epochs=args.epochs,
                                  steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
-                                 patience=args.patience, match_min_iou=args.match_min_iou, eval_size=args.eval_size, seed=args.seed, limit=args.limit)
+                                 patience=args.patience, match_min_iou=args.match_min_iou, eval_size=args.eval_size,
+                                 seed=args.seed, limit=args.limit)
     config.check()
     formats, sizes = args.formats or list(DEFAULT_FORMATS), args.sizes or list(DEFAULT_SIZES)
     check_sizes(sizes)
