@@ -128,6 +128,8 @@ def configure(convert: argparse.ArgumentParser) -> None:
     detector.add_argument("--patience", type=int, default=recipe.patience, help="epochs without a better val score before stopping (default: %(default)s)")
     detector.add_argument("--match-min-iou", type=float, default=recipe.match_min_iou,
                           help="a face whose best anchor overlaps it less than this is not trained on (default: %(default)s)")
+    detector.add_argument("--stride8-anchors", type=int, nargs=2, default=list(recipe.stride8_anchors), metavar="PX",
+                          help="the two anchor sizes of the finest level, written into the manifest (default: %(default)s)")
     detector.add_argument("--eval-size", type=int, default=recipe.eval_size, help="input size of the per-epoch val scoring (default: %(default)s)")
     detector.add_argument("--seed", type=int, default=recipe.seed, help="(default: %(default)s)")
     detector.add_argument("--limit", type=int, default=None, help="at most N annotation files per folder (quick runs)")
@@ -235,7 +237,8 @@ def _train_detector(args: argparse.Namespace) -> int:
     config = DetectorTrainConfig(voc=tuple(args.voc), val_fold=args.val_fold, crop_size=args.crop_size,
                                  batch_size=args.batch_size, head_epochs=args.head_epochs, epochs=args.epochs,
                                  steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
-                                 patience=args.patience, match_min_iou=args.match_min_iou, eval_size=args.eval_size,
+                                 patience=args.patience, match_min_iou=args.match_min_iou,
+                                 stride8_anchors=tuple(args.stride8_anchors), eval_size=args.eval_size,
                                  seed=args.seed, limit=args.limit)
     config.check()
     formats, sizes = args.formats or list(DEFAULT_FORMATS), args.sizes or list(DEFAULT_SIZES)
@@ -249,7 +252,8 @@ def _train_detector(args: argparse.Namespace) -> int:
         model.save(args.keras_out)
     sidecar = "training/retinaface_mask_mnv2.json"
     names = export_detector(model, scenes, args.out, formats, sizes, datasets=[p.name for p in args.voc],
-                            training={**history, "history": sidecar}, graph_sha256=digest)
+                            training={**history, "history": sidecar}, graph_sha256=digest,
+                            anchor_config=config.anchor_config)
     _write_history(args.out / sidecar, history)
     for name in names:
         print(args.out / name)

@@ -67,8 +67,9 @@ def file_figures(path: Path, scenes: list[Scene], size: int) -> dict | None:
 
 def export_detector(model, scenes: list[Scene], out: Path, formats=DEFAULT_FORMATS, sizes=DEFAULT_SIZES,
                     datasets: list[str] | None = None, training: dict | None = None, opset: int = 17,
-                    graph_sha256: str = SOURCE["sha256"]) -> list[str]:
-    """Write each format (and size) of ``model`` into ``out`` with its manifest entry; the names written."""
+                    graph_sha256: str = SOURCE["sha256"], anchor_config: AnchorConfig = AnchorConfig()) -> list[str]:
+    """Write each format (and size) of ``model`` (trained against ``anchor_config``) into ``out`` with its
+    manifest entry; the names written."""
     chosen = check_request(list(formats), set())
     network = KerasHeadsNetwork(model)
     manifest = Manifest.load(out)
@@ -90,7 +91,7 @@ def export_detector(model, scenes: list[Scene], out: Path, formats=DEFAULT_FORMA
             converter = dict(converter_versions(), **({"opset": opset} if fmt.suffix == ".onnx" else {}))
             entry = install(manifest, name, blob, fmt, task="face_detection", architecture=ARCHITECTURE,
                             preprocessing=rg.PREPROCESSING, outputs=network.output_names,
-                            anchors=AnchorConfig().to_dict(), labels=list(MASK_LABELS), source=source,
+                            anchors=anchor_config.to_dict(), labels=list(MASK_LABELS), source=source,
                             converter=converter, calibration=calibration)
             figures = file_figures(out / name, scenes, side)
             if figures:

@@ -55,6 +55,7 @@ class DetectorTrainConfig:
     learning_rate: float = 1e-4
     patience: int = 4
     match_min_iou: float = MIN_BEST_IOU  #: least IoU of a face with its best anchor for it to be trained on
+    stride8_anchors: tuple[int, int] = AnchorConfig().min_sizes[0]  #: anchor sizes (px) of the finest level
     eval_size: int = 640
     seed: int = 0
     limit: int | None = None  #: at most N annotation files per folder (quick runs)
@@ -69,9 +70,20 @@ class DetectorTrainConfig:
             raise ConfigError(f"--val-fold {self.val_fold}: must be 0 to 4")
         if not 0.0 < self.match_min_iou <= MATCH_IOU:
             raise ConfigError(f"--match-min-iou {self.match_min_iou}: must be above 0 and at most {MATCH_IOU}")
+        small, next_level = self.stride8_anchors, AnchorConfig().min_sizes[1][0]
+        if len(small) != len(AnchorConfig().min_sizes[0]) or not 4 <= small[0] <= small[1] < next_level:
+            raise ConfigError(f"--stride8-anchors {' '.join(map(str, small))}: must be two sizes, ascending, "
+                              f"from 4 to {next_level - 1} px")
         for name in ("batch_size", "epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+
+    @property
+    def anchor_config(self) -> AnchorConfig:
+        """The anchors trained against, and written into the exported files' manifest entries."""
+        default = AnchorConfig()
+        return AnchorConfig(min_sizes=(tuple(self.stride8_anchors),) + default.min_sizes[1:], steps=default.steps,
+                            variances=default.variances)
 
 
 def load_scenes(config: DetectorTrainConfig) -> tuple[list[Scene], SceneReport]:
@@ -89,7 +101,7 @@ def load_scenes(config: DetectorTrainConfig) -> tuple[list[Scene], SceneReport]:
 
 def make_batch(scenes: list[Scene], config: DetectorTrainConfig, rng: np.random.Generator):
     """One augmented batch: images (B, S, S, 3) float32 and the anchor targets of each."""
-    priors = anchors(config.crop_size, config.crop_size)
+    priors = anchors(config.crop_size, config.crop_size, config.anchor_config)
     images, positive, boxes, labels = [], [], [], []
     for index in rng.integers(0, len(scenes), config.batch_size):
         scene = scenes[index]
@@ -108,11 +120,12 @@ def _per_anchor(out: dict, kinds=("bbox", "landmark", "class", "mask")):
     return {k: tf.concat([out[f"{k}_{s}"] for s in AnchorConfig().steps], axis=1) for k in kinds if f"{k}_8" in out}
 
 
-def detect_scenes(model, scenes: list[Scene], size: int, batch: int = 4) -> dict:
-    """The model (Keras, with a mask head) on each scene letterboxed to ``size``: predictions by file
-    name, as :func:`maskwatch.edge.scoring.evaluate_detections` takes them (score: face probability
-    times the mask label's)."""
-    decoder = RetinaFaceDecoder(settings=PostprocessSettings(score_threshold=EVAL_SCORE))
+def detect_scenes(model, scenes: list[Scene], size: int, batch: int = 4,
+                  anchor_config: AnchorConfig = AnchorConfig()) -> dict:
+    """The model (Keras, with a mask head, trained against ``anchor_config``) on each scene letterboxed
+    to ``size``: predictions by file name, as :func:`maskwatch.edge.scoring.evaluate_detections` takes
+    them (score: face probability times the mask label's)."""
+    decoder = RetinaFaceDecoder(anchor_config, PostprocessSettings(score_threshold=EVAL_SCORE))
     predictions = {}
     for start in range(0, len(scenes), batch):
         chunk = scenes[start:start + batch]
@@ -134,9 +147,9 @@ def ground_truth(scenes: list[Scene]) -> list[VocAnnotation]:
                           [CLASSES[i] for i in s.labels]) for s in scenes]
 
 
-def score_scenes(model, scenes: list[Scene], size: int) -> dict:
+def score_scenes(model, scenes: list[Scene], size: int, anchor_config: AnchorConfig = AnchorConfig()) -> dict:
     """:func:`figures` of the Keras model on ``scenes`` at ``size``."""
-    return figures(ground_truth(scenes), detect_scenes(model, scenes, size))
+    return figures(ground_truth(scenes), detect_scenes(model, scenes, size, anchor_config=anchor_config))
 
 
 def figures(truth: list[VocAnnotation], predictions: dict) -> dict:
@@ -153,14 +166,24 @@ def _objective(summary: dict) -> float:
     return 0.5 * ((summary["face_ap"] or 0.0) + (summary["map_3class"] or 0.0))
 
 
-def _train_step_fn(model, teacher, optimizer, variables, weights: LossWeights):
+def teacher_landmark_scale(config: DetectorTrainConfig) -> np.ndarray:
+    """(A, 1) factors taking the teacher's landmark offsets (against the original anchors) to the
+    student's anchors at the training canvas: the original anchor's size over the new one's."""
+    size = config.crop_size
+    return (anchors(size, size)[:, 2:3] / anchors(size, size, config.anchor_config)[:, 2:3]).astype(np.float32)
+
+
+def _train_step_fn(model, teacher, optimizer, variables, weights: LossWeights, landmark_scale: np.ndarray):
     import tensorflow as tf
 
     from .detector_loss import detector_loss
 
+    scale = tf.constant(landmark_scale)
+
     @tf.function(reduce_retracing=True)
     def step(images, positive, boxes, labels):
         teacher_out = _per_anchor(teacher(images, training=False), ("landmark", "class"))
+        teacher_out["landmark"] = teacher_out["landmark"] * scale
         with tf.GradientTape() as tape:
             out = _per_anchor(model(images, training=False))  # batch normalisation frozen
             terms = detector_loss(out, teacher_out, positive, boxes, labels, weights)
@@ -183,7 +206,7 @@ def train_detector(config: DetectorTrainConfig, scenes: list[Scene], graph_def) 
     """The fine-tuned Keras model (best val epoch) and the training history."""
     import keras
 
-    from .retinaface_keras import from_graph
+    from .retinaface_keras import from_graph, rescale_to_anchors
 
     config.check()
     keras.utils.set_random_seed(config.seed)
@@ -191,6 +214,8 @@ def train_detector(config: DetectorTrainConfig, scenes: list[Scene], graph_def) 
     train = [s for s in scenes if s.split == "train"]
     val = [s for s in scenes if s.split == "val"]
     model = from_graph(graph_def, mask=True)
+    rescale_to_anchors(model, AnchorConfig(), config.anchor_config)  # same detector, new anchors
+    landmark_scale = teacher_landmark_scale(config)
     teacher = from_graph(graph_def, mask=False)
     teacher.trainable = False
     steps = config.steps_per_epoch or max(1, math.ceil(len(train) / config.batch_size))
@@ -198,7 +223,7 @@ def train_detector(config: DetectorTrainConfig, scenes: list[Scene], graph_def) 
                      "val_scenes": len(val), "steps_per_epoch": steps, "epochs": []}
 
     def evaluate(phase: str, epoch: int, losses: dict, started: float) -> float:
-        summary = score_scenes(model, val, config.eval_size) if val else None
+        summary = score_scenes(model, val, config.eval_size, config.anchor_config) if val else None
         record = {"phase": phase, "epoch": epoch, "loss": losses, "val": summary,
                   "seconds": round(time.monotonic() - started, 1)}
         history["epochs"].append(record)
@@ -208,7 +233,7 @@ def train_detector(config: DetectorTrainConfig, scenes: list[Scene], graph_def) 
 
     head_variables = [v for layer in model.layers if layer.name.startswith("MaskHead_") for v in layer.trainable_weights]
     head_step = _train_step_fn(model, teacher, keras.optimizers.Adam(config.head_learning_rate), head_variables,
-                               config.loss)
+                               config.loss, landmark_scale)
     best_score, best_weights, best_record = -math.inf, None, None
     for epoch in range(1, config.head_epochs + 1):
         started = time.monotonic()
@@ -216,7 +241,8 @@ def train_detector(config: DetectorTrainConfig, scenes: list[Scene], graph_def) 
         if score > best_score:
             best_score, best_weights, best_record = score, model.get_weights(), history["epochs"][-1]
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps, alpha=0.05)
-    full_step = _train_step_fn(model, teacher, keras.optimizers.Adam(schedule), model.trainable_variables, config.loss)
+    full_step = _train_step_fn(model, teacher, keras.optimizers.Adam(schedule), model.trainable_variables, config.loss,
+                               landmark_scale)
     stale = 0
     for epoch in range(1, config.epochs + 1):
         started = time.monotonic()

@@ -182,6 +182,34 @@ def from_graph(graph_def, mask: bool = False, height: int | None = None, width: 
     return model
 
 
+def rescale_to_anchors(model, old, new) -> None:
+    """Re-express the box and landmark heads of ``model`` against anchors ``new`` instead of ``old``
+    (:class:`maskwatch.edge.postprocess.AnchorConfig`, same steps and count per cell), so that it
+    decodes to the same boxes and landmarks as before.
+
+    Decoding scales centre and landmark offsets by the anchor's size and multiplies the box's size
+    by it: for an anchor changed from size ``s`` to ``t``, offsets are scaled by ``s / t`` (kernel
+    and bias of those channels) and ``log(s / t) / variance`` is added to the size biases.
+    """
+    if tuple(old.steps) != tuple(new.steps) or [len(s) for s in old.min_sizes] != [len(s) for s in new.min_sizes]:
+        raise ConversionError(f"anchors {new.to_dict()} differ from {old.to_dict()} in steps or anchors per cell")
+    size_variance = new.variances[1]
+    for level, (before, after) in enumerate(zip(old.min_sizes, new.min_sizes)):
+        for scope, per_anchor in (("BboxHead", 4), ("LandmarkHead", 10)):
+            layer = model.get_layer(f"{scope}_{level}.conv")
+            kernel, bias = (np.array(w) for w in layer.get_weights())
+            for anchor, (s, t) in enumerate(zip(before, after)):
+                if s == t:
+                    continue
+                ratio = s / t
+                offsets = slice(anchor * per_anchor, anchor * per_anchor + (2 if per_anchor == 4 else per_anchor))
+                kernel[..., offsets] *= ratio
+                bias[offsets] *= ratio
+                if per_anchor == 4:
+                    bias[anchor * 4 + 2:anchor * 4 + 4] += np.log(ratio) / size_variance
+            layer.set_weights([kernel, bias])
+
+
 class KerasHeadsNetwork(tf.Module):
     """A Keras RetinaFace as an exportable network for :mod:`maskwatch.convert.formats`.
 
@@ -228,4 +256,4 @@ class KerasHeadsNetwork(tf.Module):
 
 
 __all__ = ["HEADS", "MASK_LABELS", "MASK_OUTPUT_NAMES", "KerasHeadsNetwork", "build", "from_graph",
-           "has_mask_head", "load_graph_weights"]
+           "has_mask_head", "load_graph_weights", "rescale_to_anchors"]

@@ -59,6 +59,25 @@ def test_train_detector_refuses_a_best_anchor_threshold_outside_its_range(value,
         DetectorTrainConfig(voc=(tmp_path,), match_min_iou=value).check()
 
 
+@pytest.mark.parametrize("sizes", [(24, 12), (2, 8), (16, 64), (12,)])
+def test_train_detector_refuses_finest_anchors_out_of_order_or_range(sizes, tmp_path):
+    from maskwatch.convert.detector_train import DetectorTrainConfig
+    from maskwatch.edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--stride8-anchors"):
+        DetectorTrainConfig(voc=(tmp_path,), stride8_anchors=sizes).check()
+
+
+def test_smaller_finest_anchors_train_on_faces_the_default_ones_leave_out():
+    from maskwatch.convert.detector_train import DetectorTrainConfig
+
+    config = DetectorTrainConfig(stride8_anchors=(12, 32))
+    assert config.anchor_config.min_sizes == ((12, 32), (64, 128), (256, 512))
+    tiny = np.array([[21, 21, 28, 28]], np.float32)  # 7 px: IoU about 0.19 with a 16 px anchor, 0.34 with 12
+    assert not match(tiny, np.array([0]), anchors(64, 64)).positive.any()
+    assert match(tiny, np.array([0]), anchors(64, 64, config.anchor_config)).positive.sum() == 1
+
+
 # ---------------------------------------------------------------- bad VOC input is counted, never fatal
 
 def _voc(root, name, objects, image=True, size=(64, 48)):
@@ -148,6 +167,30 @@ def test_keras_rebuild_matches_the_frozen_graph_at_two_sizes(graph_def, sample_i
         assert ours["mask_8"].shape == theirs["class_8"].shape[:2] + (3,)
 
 
+@pytest.mark.convert
+def test_new_anchors_keep_the_detector_it_was(graph_def, data):
+    """Re-expressed against smaller finest anchors, the wheel's detector decodes to the same boxes and
+    landmarks on a real scene, and the teacher's landmarks scaled for training agree with it."""
+    from maskwatch.convert.detector_train import DetectorTrainConfig, _per_anchor, teacher_landmark_scale
+    from maskwatch.convert.retinaface_keras import from_graph, rescale_to_anchors
+    from maskwatch.edge.image import letterbox, read_image
+    from maskwatch.edge.postprocess import AnchorConfig, decode_landmarks
+
+    config = DetectorTrainConfig(crop_size=320, stride8_anchors=(12, 24))
+    street = sorted((data / "andrewmvd" / "images").glob("*.png"))[0]
+    tensor = letterbox(read_image(street), 320, 320)[0][None].astype(np.float32)
+    model = from_graph(graph_def, mask=True)
+    before = {k: v[0].numpy() for k, v in _per_anchor(model(tensor)).items()}
+    rescale_to_anchors(model, AnchorConfig(), config.anchor_config)
+    after = {k: v[0].numpy() for k, v in _per_anchor(model(tensor)).items()}
+    old, new = anchors(320, 320), anchors(320, 320, config.anchor_config)
+    assert not np.allclose(after["bbox"], before["bbox"], atol=1e-2)  # the raw heads did change
+    assert np.abs(decode_boxes(after["bbox"], new) - decode_boxes(before["bbox"], old)).max() < 1e-2
+    assert np.abs(decode_landmarks(after["landmark"], new) - decode_landmarks(before["landmark"], old)).max() < 1e-2
+    assert np.abs(before["landmark"] * teacher_landmark_scale(config) - after["landmark"]).max() < 1e-3
+    assert np.array_equal(after["class"], before["class"]) and np.array_equal(after["mask"], before["mask"])
+
+
 def _synthetic_out(targets_boxes, positive, anchors_count=6):
     import tensorflow as tf
 
@@ -189,14 +232,16 @@ def test_loss_is_zero_for_a_perfect_prediction_and_mines_three_negatives_per_fac
 def test_a_few_steps_on_one_batch_lower_the_loss(graph_def, data):
     import keras
 
-    from maskwatch.convert.detector_train import DetectorTrainConfig, _train_step_fn, load_scenes, make_batch
+    from maskwatch.convert.detector_train import (DetectorTrainConfig, _train_step_fn, load_scenes, make_batch,
+                                                  teacher_landmark_scale)
     from maskwatch.convert.retinaface_keras import from_graph
 
     config = DetectorTrainConfig(voc=(data / "andrewmvd",), limit=8, crop_size=160, batch_size=2)
     scenes, _ = load_scenes(config)
     keras.utils.set_random_seed(0)
     model, teacher = from_graph(graph_def, mask=True), from_graph(graph_def)
-    step = _train_step_fn(model, teacher, keras.optimizers.Adam(1e-3), model.trainable_variables, config.loss)
+    step = _train_step_fn(model, teacher, keras.optimizers.Adam(1e-3), model.trainable_variables, config.loss,
+                          teacher_landmark_scale(config))
     batch = make_batch(scenes, config, np.random.default_rng(0))
     losses = [float(step(*batch)["total"]) for _ in range(6)]
     assert losses[-1] < losses[0], losses
@@ -211,6 +256,7 @@ def trained(tmp_path_factory, graph_path, data):
     code = main(["convert", "train-detector", "--voc", str(data / "andrewmvd"), "--limit", "16", "--head-epochs", "1",
                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "2", "--crop-size", "160",
                  "--eval-size", "320", "--sizes", "160", "--formats", "tflite-int8", "onnx-fp32",
+                 "--stride8-anchors", "12", "32",
                  "--out", str(out), "--graph", str(graph_path)])
     assert code == 0
     return out
@@ -233,6 +279,7 @@ def test_training_exports_files_the_runtime_reads_mask_states_from(trained, samp
         assert "epochs" not in entry.source["training"]  # per-epoch history stays in the sidecar
         assert entry.source["training"]["history"] == "training/retinaface_mask_mnv2.json"
         assert 0 <= entry.metrics["val"]["face_ap"] <= 1
+        assert entry.anchors["min_sizes"] == [[12, 32], [64, 128], [256, 512]]  # as trained, for the runtime
         detector = FaceDetector(trained / name, input_size=320)
         faces = detector.detect(read_image(sample_image))
         assert detector.labels == entry.labels and len(faces) >= 1
