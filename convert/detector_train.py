@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +82,7 @@ class DetectorTrainConfig:
     def anchor_config(self) -> AnchorConfig:
         """The anchors trained against, and written into the exported files' manifest entries."""
         default = AnchorConfig()
-        return AnchorConfig(min_sizes=(tuple(self.stride8_anchors),) + default.min_sizes[1:], steps=default.steps,
-                            variances=default.variances)
+        return replace(default, min_sizes=(tuple(self.stride8_anchors),) + default.min_sizes[1:])
 
 
 def load_scenes(config: DetectorTrainConfig) -> tuple[list[Scene], SceneReport]:

@@ -195,18 +195,17 @@ def rescale_to_anchors(model, old, new) -> None:
         raise ConversionError(f"anchors {new.to_dict()} differ from {old.to_dict()} in steps or anchors per cell")
     size_variance = new.variances[1]
     for level, (before, after) in enumerate(zip(old.min_sizes, new.min_sizes)):
-        for scope, per_anchor in (("BboxHead", 4), ("LandmarkHead", 10)):
+        # per anchor: its channels, of which the first ``offsets`` scale with the anchor's size
+        for scope, channels, offsets in (("BboxHead", 4, 2), ("LandmarkHead", 10, 10)):
             layer = model.get_layer(f"{scope}_{level}.conv")
             kernel, bias = (np.array(w) for w in layer.get_weights())
             for anchor, (s, t) in enumerate(zip(before, after)):
                 if s == t:
                     continue
-                ratio = s / t
-                offsets = slice(anchor * per_anchor, anchor * per_anchor + (2 if per_anchor == 4 else per_anchor))
-                kernel[..., offsets] *= ratio
-                bias[offsets] *= ratio
-                if per_anchor == 4:
-                    bias[anchor * 4 + 2:anchor * 4 + 4] += np.log(ratio) / size_variance
+                first = anchor * channels
+                kernel[..., first:first + offsets] *= s / t
+                bias[first:first + offsets] *= s / t
+                bias[first + offsets:first + channels] += np.log(s / t) / size_variance  # box sizes only
             layer.set_weights([kernel, bias])
 
 
