@@ -141,7 +141,10 @@ device id maskwatch >/dev/null || fail "install.sh did not create the maskwatch 
 lap "install.sh: signature verified, installed offline (exit 2: no systemd here, as documented)"
 
 # ------------------------------------------------------------------ doctor, and a run with mock pins
-MWD=/opt/maskwatch/venv/bin/maskwatch
+# maskwatch as installed, run through tests/no_toolchain.py: it exits 3 if a device command imports the
+# workstation side (maskwatch.convert, maskwatch.benchmarks, TensorFlow)
+cp tests/no_toolchain.py "$ROOT/root/"
+MWD="/opt/maskwatch/venv/bin/python /root/no_toolchain.py"
 ENV_MODELS=MASKWATCH_MODELS=/opt/maskwatch/models    # as the unit sets it
 CONF=(--config /etc/maskwatch/maskwatch.toml --set source.spec=sample)
 set +e

@@ -1,14 +1,16 @@
-"""``maskwatch convert …``: argument parsing only; TensorFlow is imported when a command runs."""
+"""``maskwatch convert …``: the arguments of each subcommand, handed to the module that does the job
+(TensorFlow is imported only when a command runs)."""
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from maskwatch.convert.export.formats import ONNX_OPSET
 from maskwatch.edge.errors import RuntimeUnavailable
 
 #: Defaults of options whose explicit use is checked against the format table.
-_FORMAT_OPTIONS = {"sizes": None, "calib": None, "calib_count": 100, "calib_split": "train", "opset": 17, "per_channel": True}
+_FORMAT_OPTIONS = {"sizes": None, "calib": None, "calib_count": 100, "calib_split": "train", "opset": ONNX_OPSET, "per_channel": True}
 
 
 def _require_toolchain(*extra: str, hint: str = ""):
@@ -20,7 +22,7 @@ def _require_toolchain(*extra: str, hint: str = ""):
             importlib.import_module(module)
         except ImportError as exc:
             raise RuntimeUnavailable(f"maskwatch convert needs the toolchain ({exc.name or module} is missing): "
-                                     f"pip install 'maskwatch[convert]'{hint}") from None
+                                     f"pip install -e '.[convert]' in the checkout{hint}") from None
 
 
 def _count_or_auto(text: str) -> int | None:
@@ -36,7 +38,7 @@ def configure(convert: argparse.ArgumentParser) -> None:
     """The ``maskwatch convert`` parser and its subcommands."""
     from maskwatch.edge.manifest import default_models_dir
 
-    from .classifier_train import QAT_TARGETS, SYNTH_WITHOUT_REAL, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
+    from maskwatch.convert.classifier.train import QAT_TARGETS, SYNTH_WITHOUT_REAL, TrainConfig  # numpy and OpenCV only; TensorFlow loads when training starts
 
     models_dir_default = str(default_models_dir())
     commands = convert.add_subparsers(dest="convert_command", required=True, metavar="COMMAND")
@@ -50,7 +52,7 @@ def configure(convert: argparse.ArgumentParser) -> None:
     rf.add_argument("--calib", type=Path, default=None, help="folder of real images for int8 calibration (required for int8)")
     rf.add_argument("--calib-count", type=int, default=100, help="calibration images used (default: %(default)s)")
     rf.add_argument("--calib-split", choices=["train", "val", "all"], default="train", help="which side of the content-hash split to calibrate on (default: %(default)s)")
-    rf.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    rf.add_argument("--opset", type=int, default=ONNX_OPSET, help="ONNX opset (default: %(default)s)")
     rf.add_argument("--no-per-channel", dest="per_channel", action="store_false", help="onnx-int8: per-tensor weights")
     _graph_options(rf)
     rf.set_defaults(handler=_retinaface)
@@ -110,7 +112,7 @@ def configure(convert: argparse.ArgumentParser) -> None:
     train.set_defaults(handler=_train_classifier)
 
 
-    from .detector_train import DetectorTrainConfig
+    from maskwatch.convert.detector.train import DetectorTrainConfig
 
     recipe = DetectorTrainConfig()
     detector = commands.add_parser("train-detector", help="fine-tune RetinaFace on street scenes with a mask head, and export it",
@@ -150,8 +152,8 @@ def _graph_options(parser) -> None:
 
 def _retinaface(args: argparse.Namespace) -> int:
     _require_toolchain()
-    from .formats import DEFAULT_FORMATS
-    from .retinaface import ConvertRequest, run
+    from maskwatch.convert.export.formats import DEFAULT_FORMATS
+    from maskwatch.convert.detector.convert_graph import ConvertRequest, run
 
     given = {k for k, default in _FORMAT_OPTIONS.items() if getattr(args, k) != default}
     request = ConvertRequest(
@@ -166,7 +168,7 @@ def _retinaface(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     _require_toolchain()
-    from .verify import run, table
+    from maskwatch.convert.detector.verify import run, table
 
     results = run(args.models, args.images, limit=args.limit, split=args.split, input_size=args.input_size,
                   graph=args.graph, cache=args.cache, trust_graph=args.trust_graph, only=args.only)
@@ -176,9 +178,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _train_classifier(args: argparse.Namespace) -> int:
     _require_toolchain()
-    from .classifier_export import export
-    from .classifier_train import (TrainConfig, add_synthetic_incorrect, load_samples, qat_epochs, synth_count, train,
-                                   train_quantization_aware)
+    from maskwatch.convert.classifier.recipe import train_and_export
+    from maskwatch.convert.classifier.train import TrainConfig, qat_epochs
 
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
                          input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
@@ -190,49 +191,15 @@ def _train_classifier(args: argparse.Namespace) -> int:
         config = replace(config, qat_epochs=0)
     if qat_epochs(config) > 0:  # fail now, not after the float phases
         _require_toolchain("tf_keras", "tensorflow_model_optimization", hint=", or train with --qat-epochs 0")
-    samples, report = load_samples(config)
-    print(report)
-    config = replace(config, synth_incorrect=synth_count(samples, config))  # the manifest records the number
-    samples = add_synthetic_incorrect(samples, config)
-    model, history = train(config, samples)
-    if args.keras_out:
-        model.save(args.keras_out)
-    aware = train_quantization_aware(config, samples, model, history)
-    datasets = [str(p) for p in args.voc + args.crops]
-    also = {}
-    for folder in args.also_score:
-        extra = TrainConfig(voc=[folder] if (folder / "annotations").is_dir() else [],
-                            crops=[] if (folder / "annotations").is_dir() else [folder], input_size=config.input_size,
-                            voc_boxes=config.voc_boxes)
-        also[folder.name] = load_samples(extra)[0]
-    from .classifier_export import SHORT
-
-    sidecar = f"training/mask_{SHORT[config.backbone]}_{config.input_size}.json"
-    names = export(model, config, samples, args.out, args.formats, datasets=[Path(d).name for d in datasets],
-                   training={"config": {k: str(v) for k, v in vars(config).items()}, "epochs": len(history),
-                             "history": sidecar}, also_score=also, int8_model=aware)
-    _write_history(args.out / sidecar, history)
-    for name in names:
+    for name in train_and_export(config, args.formats, args.out, keras_out=args.keras_out, also_score=args.also_score):
         print(args.out / name)
     return 0
 
 
-def _write_history(path: Path, history) -> None:
-    """The per-epoch history beside the models, in training/ (which the wheel does not carry)."""
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(history, indent=1, default=str) + "\n")
-
-
 def _train_detector(args: argparse.Namespace) -> int:
     _require_toolchain()
-    from .detector_export import DEFAULT_FORMATS, DEFAULT_SIZES, export_detector
-    from .detector_train import DetectorTrainConfig, load_scenes, train_detector
-    from .formats import check_request
-    from .retinaface import check_sizes
-    from .retinaface_graph import parse_graph_def
-    from .retinaface_source import graph_bytes
+    from maskwatch.convert.detector.recipe import train_and_export
+    from maskwatch.convert.detector.train import DetectorTrainConfig
 
     config = DetectorTrainConfig(voc=tuple(args.voc), val_fold=args.val_fold, crop_size=args.crop_size,
                                  batch_size=args.batch_size, head_epochs=args.head_epochs, epochs=args.epochs,
@@ -241,20 +208,7 @@ def _train_detector(args: argparse.Namespace) -> int:
                                  stride8_anchors=tuple(args.stride8_anchors), eval_size=args.eval_size,
                                  seed=args.seed, limit=args.limit)
     config.check()
-    formats, sizes = args.formats or list(DEFAULT_FORMATS), args.sizes or list(DEFAULT_SIZES)
-    check_sizes(sizes)
-    check_request(formats, set())  # an unknown format fails now, not after training
-    data, digest = graph_bytes(args.graph, args.cache, args.trust_graph)
-    scenes, report = load_scenes(config)
-    print(report)
-    model, history = train_detector(config, scenes, parse_graph_def(data))
-    if args.keras_out:
-        model.save(args.keras_out)
-    sidecar = "training/retinaface_mask_mnv2.json"
-    names = export_detector(model, scenes, args.out, formats, sizes, datasets=[p.name for p in args.voc],
-                            training={**history, "history": sidecar}, graph_sha256=digest,
-                            anchor_config=config.anchor_config)
-    _write_history(args.out / sidecar, history)
-    for name in names:
+    for name in train_and_export(config, args.formats, args.sizes, args.out, keras_out=args.keras_out,
+                                 graph=args.graph, cache=args.cache, trust_graph=args.trust_graph):
         print(args.out / name)
     return 0

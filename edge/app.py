@@ -18,10 +18,10 @@ from .deploy.watchdog import Watchdog
 from .detector import FaceDetector
 from .errors import InputError
 from .events import open_sinks, status_event
-from .mask_state import MaskReader
+from .mask_state import MaskRule
 from .pipeline import Pipeline
 from .preview import VideoPreview, open_preview
-from .signal import Indicator
+from .gpio import Indicator
 from .sources import Threaded, open_source, with_reconnect
 from .tracker import Tracker
 
@@ -33,8 +33,8 @@ MOCK_WIRING = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
 def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     """Models, tracker, indicator, sinks and preview, all built before the first frame."""
     detector = FaceDetector.from_config(config.detector, config.models_dir)
-    reader = MaskReader(config.classifier.rule, config.classifier.small_face_px)
-    classifier = MaskClassifier.from_config(config.classifier, config.models_dir) if reader.needs_crop else None
+    mask_rule = MaskRule(config.classifier.rule, config.classifier.small_face_px)
+    classifier = MaskClassifier.from_config(config.classifier, config.models_dir) if mask_rule.needs_crop else None
     signal_config = config.signal
     if signal_config.backend == "mock" and not signal_config.pins:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
@@ -53,8 +53,8 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         raise
     return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
                     preview=preview, summary_interval_s=config.events.summary_interval_s, crops=crops,
-                    reader=reader, stale_after_s=config.source.stale_after_s,
-                    decision=Decision.from_config(config.signal))
+                    mask_rule=mask_rule, stale_after_s=config.source.stale_after_s,
+                    decision=Decision.from_config(config.decision))
 
 
 def build_source(config: Config, pipeline: Pipeline | None = None, stop: threading.Event | None = None,

@@ -18,6 +18,7 @@ error naming the key, never a silent default. Example ``maskwatch.toml``::
 """
 from __future__ import annotations
 
+import logging
 import socket
 import tomllib
 from urllib.parse import urlparse
@@ -27,12 +28,18 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .classifier import ClassifierConfig
-from .detector import MAX_INPUT_SIZE, DetectorConfig
+from .decision import DecisionConfig
+from .detector import DetectorConfig
 from .errors import ConfigError, one_line
 from .events import JsonlConfig, MqttConfig
-from .signal import SignalConfig
+from .gpio import SignalConfig
 from .tracker import TrackerConfig
 
+log = logging.getLogger(__name__)
+
+#: Old key -> its key now: still read, with a one-line deprecation warning (see the CHANGELOG).
+DEPRECATED_KEYS = {("signal", "min_on_s"): ("decision", "min_on_s"),
+                   ("signal", "cooldown_s"): ("decision", "cooldown_s")}
 #: Shortest wait between reopen attempts: a zero back-off would spin (tens of thousands of tries a second).
 MIN_BACKOFF_S = 0.1
 #: A device id is part of every event and MQTT topic: short, and no topic wildcards or separators.
@@ -133,6 +140,7 @@ class Config(_Section):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     signal: SignalConfig = Field(default_factory=SignalConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
@@ -146,6 +154,23 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
             raise ConfigError(f"{dotted}: {key} is not a section")
         tree = node
     tree[leaf] = value
+
+
+def _move_deprecated(tree: dict, where: str) -> None:
+    """Each of :data:`DEPRECATED_KEYS` found in ``tree`` moved to its key now, with a warning;
+    both spellings at once is an error."""
+    for (section, key), (new_section, new_key) in DEPRECATED_KEYS.items():
+        old = tree.get(section)
+        if not isinstance(old, dict) or key not in old:
+            continue
+        new = tree.setdefault(new_section, {})
+        if not isinstance(new, dict):
+            continue  # validation names the bad section
+        if new_key in new:
+            raise ConfigError(f"{where}: {section}.{key} and {new_section}.{new_key} both given; "
+                              f"keep {new_section}.{new_key}")
+        new[new_key] = old.pop(key)
+        log.warning("%s: %s.%s is deprecated; use %s.%s", where, section, key, new_section, new_key)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -174,6 +199,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(tree, key, value)
+    _move_deprecated(tree, where)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -10,12 +10,11 @@ again, which is said once too.
 Example::
 
     crops = CropWriter("/var/lib/maskwatch/crops", device_id="pole-12")
-    crops.save(frame, track, "without_mask", margin=0.2)
+    crops.save(frame, track, "without_mask", margin=classifier.margin)
 """
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 

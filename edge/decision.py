@@ -21,7 +21,7 @@ new request comes (a stalled camera, a reconnect back-off).
 
 Example::
 
-    decision = Decision(min_on_s=2.0, cooldown_s=5.0)
+    decision = Decision.from_config(DecisionConfig(min_on_s=2.0, cooldown_s=5.0))
     change = decision.request(scene_state(track.label for track in tracks), now=12.5)
     if change: print(change.previous, "->", change.state)
 """
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MaskwatchError
 
@@ -42,6 +44,17 @@ LABEL_STATE = {"without_mask": "unmasked", "mask_weared_incorrect": "incorrect",
 
 class UnknownState(MaskwatchError, ValueError):
     """A state other than one of :data:`STATES`."""
+
+
+class DecisionConfig(BaseModel):
+    """The ``[decision]`` section: the alarm's timing, which every output follows."""
+
+    model_config = ConfigDict(extra="forbid", title="decision")
+
+    min_on_s: float = Field(2.0, ge=0, allow_inf_nan=False, title="minimum on time",
+                            description="an alarm (unmasked or incorrect) stays on at least this many seconds")
+    cooldown_s: float = Field(5.0, ge=0, allow_inf_nan=False, title="cooldown",
+                              description="after an alarm goes off, no alarm starts again for this many seconds")
 
 
 def scene_state(labels: Iterable[str | None]) -> str:
@@ -63,7 +76,7 @@ class StateChange:
 class Decision:
     """The hold and cool-down state machine; see the module docstring."""
 
-    def __init__(self, min_on_s: float = 2.0, cooldown_s: float = 5.0):
+    def __init__(self, min_on_s: float, cooldown_s: float):
         if min_on_s < 0 or cooldown_s < 0:
             raise ValueError(f"min_on_s ({min_on_s}) and cooldown_s ({cooldown_s}) must not be negative")
         self.min_on_s, self.cooldown_s = min_on_s, cooldown_s
@@ -72,9 +85,9 @@ class Decision:
         self._alarm_ended: float | None = None
 
     @classmethod
-    def from_config(cls, signal) -> "Decision":
-        """From the ``signal`` config section (``min_on_s``, ``cooldown_s``)."""
-        return cls(signal.min_on_s, signal.cooldown_s)
+    def from_config(cls, config: DecisionConfig) -> "Decision":
+        """From the ``[decision]`` config section."""
+        return cls(config.min_on_s, config.cooldown_s)
 
     def request(self, state: str, now: float) -> StateChange | None:
         """Ask for ``state`` at ``now``; the change, when the decision moved, else None."""

@@ -43,8 +43,8 @@ class DetectorConfig(ModelSection):
     """The ``detector`` config section: the face detector's file, runtime and thresholds."""
 
     model: str = Field(DEFAULT_DETECTOR, description="detector file in the manifest, or a path")
-    score_threshold: float = Field(0.5, gt=0, lt=1, description="minimum face score")
-    iou_threshold: float = Field(0.4, gt=0, lt=1, description="NMS overlap threshold")
+    score_threshold: float = Field(PostprocessSettings.score_threshold, gt=0, lt=1, description="minimum face score")
+    iou_threshold: float = Field(PostprocessSettings.iou_threshold, gt=0, lt=1, description="NMS overlap threshold")
     input_size: int | None = Field(None, ge=32, le=MAX_INPUT_SIZE,
                                    description=f"longest input side for dynamic-shape models (32 to {MAX_INPUT_SIZE})")
 

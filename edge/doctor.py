@@ -28,7 +28,7 @@ def _onnxruntime():
     try:
         ort = onnxruntime_module()
     except ImportError:
-        raise RuntimeError("not installed: pip install 'maskwatch[onnx]' for the .onnx models "
+        raise RuntimeError("not installed: pip install onnxruntime for the .onnx models "
                            "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
     return f"{ort.__version__}, providers: {', '.join(ort.get_available_providers())}"
 

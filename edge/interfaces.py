@@ -1,6 +1,6 @@
 """The seams of the pipeline: what it needs from each part it is given, as small Protocols.
 
-The shipped parts (``FaceDetector``, ``MaskClassifier``, ``signal.Indicator``,
+The shipped parts (``FaceDetector``, ``MaskClassifier``, ``gpio.Indicator``,
 the sinks of ``events``, the previews) satisfy them; so does anything else with
 the same methods, which is how a new runtime, output or sink plugs in without
 touching the pipeline.
@@ -56,5 +56,5 @@ class EventSink(Protocol):
 class Preview(Protocol):
     """Draws a frame with its tracks and the scene state for a person watching."""
 
-    def show(self, frame: "Frame", faces: "Faces", tracks: "list[Track]", state: str, fps: float) -> None: ...
+    def show(self, frame: "Frame", tracks: "list[Track]", state: str, fps: float) -> None: ...
     def close(self) -> None: ...

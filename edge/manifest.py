@@ -161,9 +161,14 @@ class Manifest:
         return path, entry
 
 
+#: What to do when a listed model is not in the folder: the wheel ships the default models only.
+WHERE_MODELS_ARE = ("the installed package ships only the default models: give --models-dir (or set MASKWATCH_MODELS "
+                    "to) a folder that has it, such as a checkout's models/")
+
+
 def verify_file(path: Path, entry: ModelEntry) -> None:
     if not path.exists():
-        raise ModelError(f"{path}: model file missing (listed in the manifest)")
+        raise ModelError(f"{path}: model file missing (listed in the manifest); {WHERE_MODELS_ARE}")
     actual = sha256_of(path)
     if actual != entry.sha256:
         raise ModelHashMismatch(

@@ -12,8 +12,8 @@ chooses how they make one answer, per face (probabilities over :data:`maskwatch.
 
 Example::
 
-    reader = MaskReader("size", small_face_px=24)
-    probabilities = reader.combine(crop=p_crop, detector=faces.mask, boxes=faces.boxes)
+    rule = MaskRule("size", small_face_px=24)
+    probabilities = rule.combine(crop=p_crop, detector=faces.mask, boxes=faces.boxes)
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ SMALL_FACE_PX = 24.0
 
 
 @dataclass(frozen=True)
-class MaskReader:
+class MaskRule:
+    """The configured rule: what a face's mask-state probabilities are made of (see the module docstring)."""
+
     rule: str = DEFAULT_RULE
     small_face_px: float = SMALL_FACE_PX
 

@@ -1,4 +1,5 @@
-"""The frame's journey, top to bottom: source -> detect -> crop -> classify -> track -> decide -> signal/publish.
+"""The frame's journey, top to bottom: source -> detect -> track (crop and classify the faces due) -> decide
+-> signal/publish -> preview.
 
 Everything the pipeline touches is injected (detector, classifier, tracker,
 decision, indicator, event sink, preview), built once before the first frame.
@@ -10,7 +11,7 @@ Example::
 
     pipeline = Pipeline(FaceDetector.from_config(config.detector), MaskClassifier.from_config(config.classifier),
                         Tracker(config.tracker), indicator, sink, device_id="pole-7",
-                        decision=Decision.from_config(config.signal))
+                        decision=Decision.from_config(config.decision))
     with pipeline:
         pipeline.run(source)
 """
@@ -25,15 +26,14 @@ from typing import Callable
 import numpy as np
 
 from .crops import CropWriter
-from .decision import Decision, StateChange, scene_state
+from .decision import Decision, DecisionConfig, StateChange, scene_state
 from .events import SummaryCounter, state_event, status_event, track_event
 from .interfaces import Classifier, Detector, EventSink, Indicator, Preview
 from .detector import Faces
-from .mask_state import MaskReader
-from .tracker import Track, Tracker, TrackUpdate
+from .mask_state import MaskRule
+from .tracker import Track, Tracker
 
 log = logging.getLogger(__name__)
-STAGES = ("detect", "track", "classify", "signal", "publish", "preview", "frame")
 
 
 @dataclass
@@ -45,7 +45,6 @@ class FrameResult:
     tracks: list[Track]
     state: str
     classified: int
-    seconds: dict[str, float] = field(default_factory=dict)  #: per stage
 
 
 @dataclass
@@ -68,11 +67,11 @@ class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier | None, tracker: Tracker, indicator: Indicator,
                  events: EventSink, device_id: str, preview: Preview | None = None, summary_interval_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, crops: CropWriter | None = None,
-                 reader: MaskReader | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
+                 mask_rule: MaskRule | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
         self.detector, self.classifier, self.tracker = detector, classifier, tracker
-        self.decision = decision or Decision()
-        self.reader = reader or MaskReader()  #: how crop classifier and mask head make a face's label
-        self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
+        self.decision = decision or Decision.from_config(DecisionConfig())
+        self.mask_rule = mask_rule or MaskRule()  #: how crop classifier and mask head make a face's label
+        self.mask_rule.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
                                    str(getattr(detector, "path", "the detector")))
         self.labels = list(classifier.labels if classifier is not None else detector.labels)
         self.indicator, self.events, self.preview = indicator, events, preview
@@ -141,48 +140,42 @@ class Pipeline:
         self._show(self.decision.request("idle", now))
 
     def process(self, frame) -> FrameResult:
-        """Detect, classify due faces, track, decide, signal, publish and preview one frame."""
-        t0 = self.clock()
+        """Detect, track (classifying the faces due), decide, signal, publish and preview one frame."""
+        now = self.clock()
         if self._stale:
             self._stale = False
             self._publish(status_event("frames_resumed", device_id=self.device_id,
-                                       detail=f"after {t0 - self._last_frame:.1f} s without a frame"))
-        self._last_frame = t0
+                                       detail=f"after {now - self._last_frame:.1f} s without a frame"))
+        self._last_frame = now
         faces = self.detector.detect(frame.image)
-        t1 = self.clock()
-        update: TrackUpdate = self.tracker.update(faces.boxes, faces.scores, frame.index)
-        due = self.tracker.due(update.seen)
-        t2 = self.clock()
-        if due:
-            boxes = np.stack([t.box for t in due])
-            crop = self.classifier.classify_faces(frame.image, boxes) if self.reader.needs_crop else None
-            head = None if faces.mask is None else faces.mask[[t.detection for t in due]]
-            for track, p in zip(due, self.reader.combine(crop, head, boxes)):
-                best = int(p.argmax())
-                self.tracker.vote(track, self.labels[best], float(p[best]), update)
-                if self.crops is not None:
-                    self.crops.save(frame, track, self.labels[best], getattr(self.classifier, "margin", 0.2))
-        t3 = self.clock()
+        update = self.tracker.step(faces.boxes, faces.scores, frame.index,
+                                   classify=lambda due: self._classify(frame, faces, due))
         for kind, tracks in (("new", update.new), ("update", update.changed), ("end", update.ended)):
             for track in tracks:
                 if track.label is not None:
                     self._track_event(kind, track)
-        t4 = self.clock()
-        self._show(self.decision.request(scene_state(t.label for t in self.tracker.tracks.values()), t4))
-        state = self.decision.state
-        t5 = self.clock()
+        self._show(self.decision.request(scene_state(t.label for t in self.tracker.tracks.values()), self.clock()))
         if (summary := self.summary.poll()) is not None:
             self._publish(summary)
-        t6 = self.clock()
         if self.preview is not None:
-            self.preview.show(frame, faces, update.seen, state, self.stats.fps)
-        t7 = self.clock()
+            self.preview.show(frame, update.seen, self.decision.state, self.stats.fps)
         self.stats.frames += 1
         self.stats.faces += len(faces)
-        self.stats.classified += len(due)
-        seconds = {"detect": t1 - t0, "track": t2 - t1, "classify": t3 - t2, "signal": t5 - t4,
-                   "publish": (t4 - t3) + (t6 - t5), "preview": t7 - t6, "frame": t7 - t0}
-        return FrameResult(frame.index, faces, update.seen, state, len(due), seconds)
+        self.stats.classified += len(update.classified)
+        return FrameResult(frame.index, faces, update.seen, self.decision.state, len(update.classified))
+
+    def _classify(self, frame, faces: Faces, due: list[Track]) -> list[tuple[str, float]]:
+        """A label and its probability for each track of ``due``, by the mask rule; crops saved when asked."""
+        boxes = np.stack([t.box for t in due])
+        crop = self.classifier.classify_faces(frame.image, boxes) if self.mask_rule.needs_crop else None
+        head = None if faces.mask is None else faces.mask[[t.detection for t in due]]
+        labelled = []
+        for track, p in zip(due, self.mask_rule.combine(crop, head, boxes)):
+            best = int(p.argmax())
+            labelled.append((self.labels[best], float(p[best])))
+            if self.crops is not None:
+                self.crops.save(frame, track, self.labels[best], self.classifier.margin)
+        return labelled
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:
         """Process frames until the source ends, ``max_frames`` is reached or ``stop`` is set."""

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from .image import ReadableImages
-from .mask_state import MaskReader
+from .mask_state import MaskRule
 
 
 class ImagePredictor:
@@ -29,10 +29,10 @@ class ImagePredictor:
     ``classifier`` may be None when the mask rule reads the detector's mask head alone.
     """
 
-    def __init__(self, detector, classifier, reader: MaskReader | None = None):
+    def __init__(self, detector, classifier, mask_rule: MaskRule | None = None):
         self.detector, self.classifier = detector, classifier
-        self.reader = reader or MaskReader()
-        self.reader.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
+        self.mask_rule = mask_rule or MaskRule()
+        self.mask_rule.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
                                    str(getattr(detector, "path", "the detector")))
         self.labels: list[str] = list(classifier.labels if classifier is not None else detector.labels)
 
@@ -40,8 +40,8 @@ class ImagePredictor:
         """``(faces, crop, probabilities)``: the faces, the crop classifier's probabilities (None when
         the rule does not run it) and the rule's, each (N, K)."""
         faces = self.detector.detect(image_bgr)
-        crop = self.classifier.classify_faces(image_bgr, faces.boxes) if self.reader.needs_crop else None
-        return faces, crop, self.reader.combine(crop, faces.mask, faces.boxes)
+        crop = self.classifier.classify_faces(image_bgr, faces.boxes) if self.mask_rule.needs_crop else None
+        return faces, crop, self.mask_rule.combine(crop, faces.mask, faces.boxes)
 
     def predict(self, image_bgr: np.ndarray) -> list[dict]:
         faces, crop, probabilities = self.read(image_bgr)

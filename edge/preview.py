@@ -62,7 +62,7 @@ class VideoPreview:
     def __init__(self, path: str | Path, fps: float | None = None):
         self.path, self.fps, self._writer = Path(path), fps, None
 
-    def show(self, frame, faces, tracks, state: str, fps: float) -> None:
+    def show(self, frame, tracks, state: str, fps: float) -> None:
         image = annotated(frame, tracks, state, fps)
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
@@ -186,7 +186,7 @@ class MjpegPreview:
             self._ready.wait(timeout)
             return self._jpeg
 
-    def show(self, frame, faces, tracks, state: str, fps: float) -> None:
+    def show(self, frame, tracks, state: str, fps: float) -> None:
         ok, data = cv2.imencode(".jpg", annotated(frame, tracks, state, fps), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if ok:
             with self._ready:

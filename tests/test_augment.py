@@ -1,7 +1,7 @@
 """Street-like augmentation: shapes, repeatability, lost detail."""
 import numpy as np
 
-from maskwatch.convert.augment import augment, low_resolution
+from maskwatch.convert.data.augment import augment, low_resolution
 from maskwatch.edge.image import read_image
 
 

@@ -13,9 +13,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from maskwatch.convert.backbones import torchvision_normalize
-from maskwatch.convert.mobilenet_weights import mobilenet_v2_pth, pth_from
-from maskwatch.convert.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, load_state_dict
+from maskwatch.convert.classifier.backbones import torchvision_normalize
+from maskwatch.convert.weights.mobilenet import mobilenet_v2_pth, pth_from
+from maskwatch.convert.weights.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, load_state_dict
 from maskwatch.edge.errors import ConversionError
 
 # --- tiny hand-built checkpoints: pickled against a stand-in ``torch`` module ----------
@@ -172,7 +172,7 @@ def cat_rgb():
 @pytest.fixture(scope="module")
 def imagenet_model(weights_pth):
     pytest.importorskip("keras")
-    from maskwatch.convert.backbones import mobilenetv2_imagenet
+    from maskwatch.convert.classifier.backbones import mobilenetv2_imagenet
 
     return mobilenetv2_imagenet(weights_pth)
 
@@ -236,7 +236,7 @@ def test_keras_matches_torchvision_arithmetic(imagenet_model, weights_pth, cat_r
 def test_headless_model_at_another_size(weights_pth, cat_rgb):
     pytest.importorskip("keras")
     import cv2
-    from maskwatch.convert.backbones import mobilenetv2_imagenet
+    from maskwatch.convert.classifier.backbones import mobilenetv2_imagenet
 
     model = mobilenetv2_imagenet(weights_pth, input_size=96, include_top=False)
     small = cv2.resize(cat_rgb, (96, 96), interpolation=cv2.INTER_AREA)

@@ -10,7 +10,7 @@ from maskwatch.edge.detector import FaceDetector
 from maskwatch.edge.errors import ModelError
 from maskwatch.edge.image import expand_images, read_image
 from maskwatch.edge.manifest import Manifest
-from maskwatch.edge.splits import select
+from maskwatch.benchmarks.accuracy.splits import select
 
 SHIPPED = sorted(e.file for e in Manifest.load().find("mask_classification") if e.format != "keras")  # keras: the float baseline
 
@@ -73,8 +73,8 @@ def test_small_street_faces_are_classified_well(name, data):
     does: most unmasked ones must be called unmasked (enlarging them blocky, as OpenCV's INTER_AREA
     does, halves that: the crops in training are smooth)."""
     from maskwatch.edge.image import crop_with_margin
-    from maskwatch.edge.scoring import load_voc_folder
-    from maskwatch.edge.splits import split_of
+    from maskwatch.benchmarks.accuracy.voc import load_voc_folder
+    from maskwatch.benchmarks.accuracy.splits import split_of
 
     root = data / "andrewmvd"
     classifier = MaskClassifier(name)

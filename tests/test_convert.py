@@ -3,8 +3,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
 
-from maskwatch.convert import verify  # noqa: E402
-from maskwatch.convert.retinaface import ConvertRequest, run  # noqa: E402
+from maskwatch.convert.detector import verify  # noqa: E402
+from maskwatch.convert.detector.convert_graph import ConvertRequest, run  # noqa: E402
 from maskwatch.edge.cli import main  # noqa: E402
 from maskwatch.edge.detector import FaceDetector  # noqa: E402
 from maskwatch.edge.errors import ConfigError, ConversionError, InputError  # noqa: E402

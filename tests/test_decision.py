@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from maskwatch.edge.decision import STATES, Decision, UnknownState, scene_state
-from maskwatch.edge.signal import Indicator
+from maskwatch.edge.decision import Decision, UnknownState, scene_state
+from maskwatch.edge.gpio import Indicator
 from maskwatch.edge.tracker import Tracker, TrackerConfig
 
 
@@ -31,9 +31,8 @@ def test_scene_state_of_tracked_faces():
     tracker = Tracker(TrackerConfig(reclassify_every=1, vote_agree=1, vote_window=1))
     for rows, labels, expected in (([[0, 0, 40, 40]], ["with_mask"], "masked"),
                                    ([[0, 0, 40, 40], [100, 0, 140, 40]], ["with_mask", "without_mask"], "unmasked")):
-        update = tracker.update(np.array(rows, np.float32), np.ones(len(rows), np.float32))
-        for track in tracker.due(update.seen):
-            tracker.vote(track, labels[update.seen.index(track)], 0.9, update)
+        tracker.step(np.array(rows, np.float32), np.ones(len(rows), np.float32),
+                     classify=lambda due: [(labels[t.detection], 0.9) for t in due])
         assert scene_state(t.label for t in tracker.tracks.values()) == expected
 
 
@@ -72,10 +71,25 @@ def test_changes_carry_previous_and_requested_and_repeat_requests_are_silent():
 
 def test_unknown_states_and_negative_times_are_refused():
     with pytest.raises(UnknownState, match="'alarm' is not one of: unmasked, incorrect, masked, idle"):
-        Decision().request("alarm", 0)
+        Decision(min_on_s=2.0, cooldown_s=5.0).request("alarm", 0)
     with pytest.raises(ValueError, match="must not be negative"):
-        Decision(min_on_s=-1)
-    assert STATES[-1] == "idle"
+        Decision(min_on_s=-1, cooldown_s=0)
+
+
+def test_the_decision_section_sets_the_timing_and_the_old_signal_keys_still_work(tmp_path, caplog):
+    from maskwatch.edge.config import load_config
+    from maskwatch.edge.errors import ConfigError
+
+    decision = Decision.from_config(load_config(overrides={"decision.min_on_s": 0.5, "decision.cooldown_s": 7}).decision)
+    assert (decision.min_on_s, decision.cooldown_s) == (0.5, 7.0)
+    old = tmp_path / "old.toml"
+    old.write_text("[signal]\nbackend = 'none'\nmin_on_s = 3.0\ncooldown_s = 1.5\n")
+    with caplog.at_level("WARNING"):
+        config = load_config(old)
+    assert (config.decision.min_on_s, config.decision.cooldown_s) == (3.0, 1.5)
+    assert f"{old}: signal.min_on_s is deprecated; use decision.min_on_s" in caplog.text
+    with pytest.raises(ConfigError, match="signal.cooldown_s and decision.cooldown_s both given"):
+        load_config(old, {"decision.cooldown_s": 2})
 
 
 def test_the_indicator_shows_each_decision_on_the_pins():

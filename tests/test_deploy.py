@@ -24,10 +24,13 @@ import pytest
 
 from maskwatch.edge.deploy import DeployError
 from maskwatch.edge.deploy import service
-from maskwatch.edge.deploy.bundle import DEFAULT_CONFIG, TARGETS, build_bundle
+from maskwatch.edge.deploy import unit as unit_file
+from maskwatch.convert.bundle.build import DEFAULT_CONFIG, build_bundle
+from maskwatch.convert.bundle.targets import TARGETS
 from maskwatch.edge.deploy.watchdog import Watchdog, notify, notify_address, watchdog_period
 
 REPO = Path(__file__).resolve().parents[1]
+NO_TOOLCHAIN = REPO / "tests" / "no_toolchain.py"
 TARGET = "linux-x86_64-py311"
 TIMINGS: dict[str, float] = {}
 
@@ -193,7 +196,7 @@ def unit_keys(text: str) -> dict[str, dict[str, list[str]]]:
 
 
 def test_unit_text():
-    unit = unit_keys(service.render_unit(service.UnitSettings()))
+    unit = unit_keys(unit_file.render_unit(unit_file.UnitSettings()))
     s, u = unit["Service"], unit["Unit"]
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
     assert s["ExecStart"] == ["/opt/maskwatch/venv/bin/maskwatch run --config /etc/maskwatch/maskwatch.toml"]
@@ -208,14 +211,14 @@ def test_unit_text():
 
 
 def test_unit_paths_outside_var_lib_and_with_spaces():
-    text = service.render_unit(service.UnitSettings(exec_path=Path("/opt/mw 2/bin/maskwatch"), models_dir=None,
+    text = unit_file.render_unit(unit_file.UnitSettings(exec_path=Path("/opt/mw 2/bin/maskwatch"), models_dir=None,
                                                     state_dir=Path("/srv/events"), watchdog_sec=60))
     s = unit_keys(text)["Service"]
     assert s["ExecStart"] == ['"/opt/mw 2/bin/maskwatch" run --config /etc/maskwatch/maskwatch.toml']
     assert "StateDirectory" not in s and s["ReadWritePaths"] == ["/srv/events"] and s["WatchdogSec"] == ["60"]
     assert not any(e.startswith("MASKWATCH_MODELS") for e in s["Environment"])
     with pytest.raises(DeployError, match="watchdog_sec"):
-        service.render_unit(service.UnitSettings(watchdog_sec=1))
+        unit_file.render_unit(unit_file.UnitSettings(watchdog_sec=1))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent (apt-get install systemd)")
@@ -224,7 +227,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     exe.write_text("#!/bin/sh\n")
     exe.chmod(0o755)
     unit = tmp_path / "maskwatch.service"
-    unit.write_text(service.render_unit(service.UnitSettings(exec_path=exe)))
+    unit.write_text(unit_file.render_unit(unit_file.UnitSettings(exec_path=exe)))
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "maskwatch.service" not in done.stderr, done.stderr   # no warnings about our unit
@@ -267,6 +270,16 @@ def test_service_without_systemctl_is_one_line_error(tmp_path, monkeypatch):
     assert not (tmp_path / "maskwatch.service").exists()  # nothing written before the check
 
 
+def test_service_status_where_systemd_does_not_run_is_one_line(tmp_path, monkeypatch):
+    systemctl = tmp_path / "systemctl"      # installed, as in a container or chroot, but not running the system
+    systemctl.write_text("#!/bin/sh\necho 'System has not been booted with systemd as init system (PID 1).' >&2\nexit 1\n")
+    systemctl.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeployError, match="^systemd is not running this system") as err:
+        service.status(running=tmp_path / "no-such-dir")
+    assert "\n" not in str(err.value)
+
+
 def test_cli_registers_bundle_and_service():
     from maskwatch.edge.cli import build_parser
 
@@ -294,7 +307,7 @@ def test_default_config_is_valid_and_targets_cover_the_boards(tmp_path):
 
 
 def test_a_model_the_wheel_holds_is_not_copied_again(tmp_path):
-    from maskwatch.edge.deploy.bundle import add_models
+    from maskwatch.convert.bundle.build import add_models
     from maskwatch.edge.manifest import Manifest, default_models_dir
 
     shipped = Manifest.load(default_models_dir())
@@ -309,7 +322,7 @@ def test_a_model_the_wheel_holds_is_not_copied_again(tmp_path):
 
 
 def test_a_bundle_gets_onnx_runtime_only_for_onnx_models():
-    from maskwatch.edge.deploy.bundle import extras_for
+    from maskwatch.convert.bundle.build import extras_for
 
     assert extras_for(["retinaface_mask_mnv2_320_int8.tflite", "mask_mnv2_96_int8.tflite"]) == []
     assert extras_for(["retinaface_mask_mnv2_fp32.onnx", "mask_mnv2_96_int8.tflite"]) == ["onnx"]
@@ -411,6 +424,12 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     installed = subprocess.run([str(prefix / "venv" / "bin" / "python"), "-c", "import maskwatch.edge; print(maskwatch.edge.__file__)"],
                                capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
     assert installed.startswith(str(prefix / "venv")), installed   # the wheel, not this checkout
+    # such a venv (not an editable install) builds bundles from the checkout it is run inside, and says so elsewhere
+    tree = [str(prefix / "venv" / "bin" / "python"), "-c",
+            "from maskwatch.convert.bundle.build import source_tree; print(source_tree())"]
+    assert subprocess.run(tree, capture_output=True, text=True, cwd=REPO, env=env).stdout.strip() == str(REPO)
+    elsewhere = subprocess.run(tree, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "not a maskwatch source tree; run bundle inside a checkout" in elsewhere.stderr, elsewhere.stderr[-300:]
     assert sorted(p.name for p in (prefix / "models").iterdir()) == [
         "manifest.json", "mask_mnv2_96_int8.tflite", "retinaface_mask_mnv2_320_int8.tflite"]
     unit = (tmp_path / "units" / "maskwatch.service").read_text()
@@ -427,8 +446,9 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     run_env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
     run_env["MASKWATCH_MODELS"] = str(prefix / "models")
     started = time.monotonic()
-    ran = subprocess.run([str(prefix / "venv" / "bin" / "maskwatch"), "run", "--max-frames", "20", "--gpio", "mock",
-                          "--print-events"], env=run_env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    device_python = [str(prefix / "venv" / "bin" / "python"), str(NO_TOOLCHAIN)]  # maskwatch, refusing the workstation side
+    ran = subprocess.run(device_python + ["run", "--max-frames", "20", "--gpio", "mock", "--print-events"],
+                         env=run_env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     timed("maskwatch run (installed)", started)
     assert ran.returncode == 0, ran.stderr
     events = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
@@ -437,8 +457,8 @@ def test_bundle_installs_offline_and_runs(bundle, tmp_path, capsys):
     # the installed wheel alone (its own models, no MASKWATCH_MODELS): doctor is clean, and a benchmark
     # run from this checkout measures the installed package, failing loudly for a model it does not have
     wheel_env = {k: v for k, v in run_env.items() if k != "MASKWATCH_MODELS"}
-    doctor = subprocess.run([str(prefix / "venv" / "bin" / "maskwatch"), "doctor"], env=wheel_env,
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    doctor = subprocess.run(device_python + ["doctor"], env=wheel_env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
     assert doctor.returncode == 0 and "FAIL" not in doctor.stdout, doctor.stdout + doctor.stderr
     assert "Warning" not in doctor.stderr and "model mask_mnv2_96_fp32.keras" not in doctor.stdout, doctor.stderr
     assert "other models" in doctor.stdout  # the manifest's other entries, summed up in one line
@@ -518,7 +538,7 @@ def keypair(path: Path) -> str:
 
 @pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) is not installed")
 def test_a_device_with_allowed_signers_takes_only_bundles_signed_by_them(bundle, tmp_path):
-    from maskwatch.edge.deploy.bundle import SIGNATURE_NAMESPACE, sign_sums
+    from maskwatch.convert.bundle.build import SIGNATURE_NAMESPACE, sign_sums
 
     (tmp_path / "unpacked").mkdir()
     root = unpack(bundle, tmp_path / "unpacked")

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from maskwatch.convert.anchor_match import corners, encode_boxes, iou_matrix, match
-from maskwatch.convert.scene_data import load_voc_scenes
+from maskwatch.convert.detector.anchor_match import corners, encode_boxes, iou_matrix, match
+from maskwatch.convert.data.scenes import load_voc_scenes
 from maskwatch.edge.postprocess import anchors, decode_boxes
 
 
@@ -52,7 +52,7 @@ def test_a_lower_best_anchor_threshold_trains_on_faces_smaller_than_the_anchors(
 
 @pytest.mark.parametrize("value", [0.0, 0.5])
 def test_train_detector_refuses_a_best_anchor_threshold_outside_its_range(value, tmp_path):
-    from maskwatch.convert.detector_train import DetectorTrainConfig
+    from maskwatch.convert.detector.train import DetectorTrainConfig
     from maskwatch.edge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--match-min-iou"):
@@ -61,7 +61,7 @@ def test_train_detector_refuses_a_best_anchor_threshold_outside_its_range(value,
 
 @pytest.mark.parametrize("sizes", [(24, 12), (2, 8), (16, 64), (12,)])
 def test_train_detector_refuses_finest_anchors_out_of_order_or_range(sizes, tmp_path):
-    from maskwatch.convert.detector_train import DetectorTrainConfig
+    from maskwatch.convert.detector.train import DetectorTrainConfig
     from maskwatch.edge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--stride8-anchors"):
@@ -69,7 +69,7 @@ def test_train_detector_refuses_finest_anchors_out_of_order_or_range(sizes, tmp_
 
 
 def test_smaller_finest_anchors_train_on_faces_the_default_ones_leave_out():
-    from maskwatch.convert.detector_train import DetectorTrainConfig
+    from maskwatch.convert.detector.train import DetectorTrainConfig
 
     config = DetectorTrainConfig(stride8_anchors=(12, 32))
     assert config.anchor_config.min_sizes == ((12, 32), (64, 128), (256, 512))
@@ -113,7 +113,7 @@ def test_bad_voc_input_is_counted_and_skipped(tmp_path):
 
 
 def test_augmented_scenes_keep_faces_inside_the_canvas(data):
-    from maskwatch.convert.scene_augment import augment_scene
+    from maskwatch.convert.data.scene_augment import augment_scene
 
     scenes, _ = load_voc_scenes(data / "andrewmvd", limit=6)
     rng = np.random.default_rng(1)
@@ -143,15 +143,15 @@ def test_a_face_only_detector_reads_masks_from_the_crop_alone(sample_image, tmp_
 
 @pytest.fixture(scope="module")
 def graph_def(graph_path):
-    from maskwatch.convert.retinaface_graph import parse_graph_def
+    from maskwatch.convert.detector.graph import parse_graph_def
 
     return parse_graph_def(graph_path.read_bytes())
 
 
 @pytest.mark.convert
 def test_keras_rebuild_matches_the_frozen_graph_at_two_sizes(graph_def, sample_image, data):
-    from maskwatch.convert.retinaface_graph import OUTPUT_NAMES, HeadsModel
-    from maskwatch.convert.retinaface_keras import KerasHeadsNetwork, from_graph
+    from maskwatch.convert.detector.graph import OUTPUT_NAMES, HeadsModel
+    from maskwatch.convert.detector.network import KerasHeadsNetwork, from_graph
     from maskwatch.edge.image import letterbox, read_image
 
     reference = HeadsModel(graph_def)
@@ -171,8 +171,8 @@ def test_keras_rebuild_matches_the_frozen_graph_at_two_sizes(graph_def, sample_i
 def test_new_anchors_keep_the_detector_it_was(graph_def, data):
     """Re-expressed against smaller finest anchors, the wheel's detector decodes to the same boxes and
     landmarks on a real scene, and the teacher's landmarks scaled for training agree with it."""
-    from maskwatch.convert.detector_train import DetectorTrainConfig, _per_anchor, teacher_landmark_scale
-    from maskwatch.convert.retinaface_keras import from_graph, rescale_to_anchors
+    from maskwatch.convert.detector.train import DetectorTrainConfig, _per_anchor, teacher_landmark_scale
+    from maskwatch.convert.detector.network import from_graph, rescale_to_anchors
     from maskwatch.edge.image import letterbox, read_image
     from maskwatch.edge.postprocess import AnchorConfig, decode_landmarks
 
@@ -204,7 +204,7 @@ def _synthetic_out(targets_boxes, positive, anchors_count=6):
 def test_loss_is_zero_for_a_perfect_prediction_and_mines_three_negatives_per_face():
     tf = pytest.importorskip("tensorflow", reason="maskwatch[convert] (TensorFlow) is not installed")
 
-    from maskwatch.convert.detector_loss import LossWeights, detector_loss
+    from maskwatch.convert.detector.loss import LossWeights, detector_loss
 
     positive = np.array([[True, False, False, False, False, False]])
     boxes = np.zeros((1, 6, 4), np.float32)
@@ -232,9 +232,9 @@ def test_loss_is_zero_for_a_perfect_prediction_and_mines_three_negatives_per_fac
 def test_a_few_steps_on_one_batch_lower_the_loss(graph_def, data):
     import keras
 
-    from maskwatch.convert.detector_train import (DetectorTrainConfig, _train_step_fn, load_scenes, make_batch,
+    from maskwatch.convert.detector.train import (DetectorTrainConfig, _train_step_fn, load_scenes, make_batch,
                                                   teacher_landmark_scale)
-    from maskwatch.convert.retinaface_keras import from_graph
+    from maskwatch.convert.detector.network import from_graph
 
     config = DetectorTrainConfig(voc=(data / "andrewmvd",), limit=8, crop_size=160, batch_size=2)
     scenes, _ = load_scenes(config)

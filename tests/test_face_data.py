@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.convert.face_data import CLASSES, load_crop_folders, load_voc_faces
+from maskwatch.convert.data.faces import CLASSES, load_crop_folders, load_voc_faces
 from maskwatch.edge.errors import ConfigError, InputError
-from maskwatch.edge.splits import split_of
+from maskwatch.benchmarks.accuracy.splits import split_of
 
 def _scene(width=100, height=80, seed=0):
     """A BGR test image whose every pixel differs, plus a pure-red patch at x 20..40, y 20..50."""
@@ -215,10 +215,10 @@ def test_crop_sets_load_with_duplicates_on_one_side(data, folder, classes):
 
 
 def test_voc_faces_cut_from_detector_boxes_like_the_runtime(data):
-    from maskwatch.convert.face_data import load_voc_detector_faces
+    from maskwatch.convert.data.faces import load_voc_detector_faces
     from maskwatch.edge.classifier import MaskClassifier
     from maskwatch.edge.detector import FaceDetector
-    from maskwatch.edge.scoring import load_voc_folder
+    from maskwatch.benchmarks.accuracy.voc import load_voc_folder
 
     root = data / "andrewmvd"
     annotations = load_voc_folder(root)[:8]
@@ -230,7 +230,7 @@ def test_voc_faces_cut_from_detector_boxes_like_the_runtime(data):
 
 
 def test_the_val_split_is_fold_zero_of_five(tmp_path):
-    from maskwatch.edge.splits import FOLDS, fold_of
+    from maskwatch.benchmarks.accuracy.splits import FOLDS, fold_of
 
     paths = []
     for i in range(200):

@@ -26,7 +26,8 @@ from conftest import REPO
 from maskwatch.edge.config import Config, load_config
 from maskwatch.edge.errors import ConfigError, InputError
 from maskwatch.edge.image import read_image, to_bgr8
-from maskwatch.edge.scoring import CLASSES, read_voc_annotations
+from maskwatch.edge.labels import CLASSES
+from maskwatch.benchmarks.accuracy.voc import read_voc_annotations
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -118,7 +119,7 @@ def test_config_text_is_a_config_or_a_one_line_config_error(text):
 
 
 def test_config_binary_file_is_a_config_error():
-    load_or_config_error(scratch("maskwatch.toml", b"\xff\xfe\x00garbage"))
+    assert isinstance(load_or_config_error(scratch("maskwatch.toml", b"\xff\xfe\x00garbage")), ConfigError)
 
 
 SECTIONS = ["source", "detector", "classifier", "tracker", "signal", "events", "events.mqtt", "events.jsonl",

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from conftest import fill_disk, free_port, tmpfs
-from maskwatch.edge.deploy import service
+from maskwatch.edge.deploy import unit as unit_file
 from maskwatch.edge.errors import ConfigError, InputError
 from maskwatch.edge.events import JsonlConfig, JsonlSink, track_event
 from maskwatch.edge.image import read_image
@@ -65,7 +65,7 @@ def service_lines(text: str, key: str) -> list[str]:
 ])
 def test_a_control_character_in_a_path_is_refused_naming_the_option(option, field, value):
     with pytest.raises(ConfigError, match=f"^{option} .*control characters") as err:
-        service.render_unit(service.UnitSettings(**{field: value}))
+        unit_file.render_unit(unit_file.UnitSettings(**{field: value}))
     assert "\n" not in str(err.value)
 
 
@@ -82,7 +82,7 @@ def test_a_control_character_in_a_path_is_refused_naming_the_option(option, fiel
 ])
 def test_accounts_sizes_and_devices_must_be_plain_values(option, field, value):
     with pytest.raises(ConfigError, match=f"^{option} ") as err:
-        service.render_unit(service.UnitSettings(**{field: value}))
+        unit_file.render_unit(unit_file.UnitSettings(**{field: value}))
     assert "\n" not in str(err.value)
 
 
@@ -97,7 +97,7 @@ def test_the_cli_refuses_a_newline_in_config_in_one_line(tmp_path):
 
 
 def test_specifiers_and_variables_are_escaped():
-    text = service.render_unit(service.UnitSettings(exec_path=Path("/opt/mw/bin/maskwatch"),
+    text = unit_file.render_unit(unit_file.UnitSettings(exec_path=Path("/opt/mw/bin/maskwatch"),
                                                     config=Path("/etc/%h/$HOME a.toml"),
                                                     models_dir=Path("/srv/%u models"), state_dir=Path("/srv/%i")))
     assert service_lines(text, "ExecStart") == ['/opt/mw/bin/maskwatch run --config "/etc/%%h/$$HOME a.toml"']
@@ -112,7 +112,7 @@ def test_systemd_reads_an_escaped_path_back_as_written(tmp_path):
     (not the home folder) and the quoted space held."""
     exe = executable(tmp_path / "my %h dir" / "maskwatch")
     unit = tmp_path / "maskwatch.service"
-    unit.write_text(service.render_unit(service.UnitSettings(exec_path=exe, config=Path("/etc/%h/$HOME a.toml"))))
+    unit.write_text(unit_file.render_unit(unit_file.UnitSettings(exec_path=exe, config=Path("/etc/%h/$HOME a.toml"))))
     done = subprocess.run([SYSTEMD_ANALYZE, "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0 and "maskwatch.service" not in done.stderr, done.stderr
     exe.unlink()                                 # and the check is real: without the program, verify says so
@@ -135,7 +135,7 @@ MAX_EXPOSURE = 2.0
 @needs_systemd_analyze
 def test_unit_hardening_exposure(tmp_path):
     unit = tmp_path / "maskwatch.service"
-    unit.write_text(service.render_unit(service.UnitSettings(exec_path=executable(tmp_path / "maskwatch"))))
+    unit.write_text(unit_file.render_unit(unit_file.UnitSettings(exec_path=executable(tmp_path / "maskwatch"))))
     assert exposure(unit) <= MAX_EXPOSURE
     text = unit.read_text()
     for line in ("CapabilityBoundingSet=", "SystemCallFilter=@system-service", "SystemCallArchitectures=native",
@@ -183,7 +183,7 @@ def syscall_group(name: str) -> set[str]:
 def test_the_service_makes_only_system_calls_its_filter_allows(tmp_path):
     """Every system call of a run (both runtimes, the JSONL log, the MJPEG server, mock GPIO), traced with strace,
     is in the unit's SystemCallFilter: @system-service less @privileged."""
-    text = service.render_unit()
+    text = unit_file.render_unit()
     assert service_lines(text, "SystemCallFilter") == ["@system-service", "~@privileged"]
     allowed = syscall_group("@system-service") - syscall_group("@privileged")
     used: set[str] = set()
@@ -245,7 +245,7 @@ def idle_client(port: int) -> socket.socket:
 def show_frames(preview: MjpegPreview, stop: threading.Event) -> None:
     image = np.full((48, 64, 3), 90, np.uint8)
     while not stop.wait(0.05):
-        preview.show(Frame(image=image, index=0, timestamp=time.monotonic(), source="test"), [], [], "idle", 15.0)
+        preview.show(Frame(image=image, index=0, timestamp=time.monotonic(), source="test"), [], "idle", 15.0)
 
 
 def served(port: int, auth: str | None = None) -> tuple[int, bytes]:

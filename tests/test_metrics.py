@@ -1,7 +1,8 @@
 """Classification figures: confusion matrix, per-class figures and their 95 % intervals."""
 import pytest
 
-from maskwatch.edge.metrics import class_table, confusion, per_class, wilson_interval
+from maskwatch.benchmarks.accuracy.tables import class_table
+from maskwatch.benchmarks.accuracy.metrics import confusion, per_class, wilson_interval
 
 
 @pytest.mark.parametrize("hits, trials, low, high", [
@@ -35,3 +36,10 @@ def test_class_table_gives_each_class_its_intervals_and_the_confusion_matrix():
     low, high = wilson_interval(3, 3)
     assert f"| bare | 0.750 ({wilson_interval(3, 4)[0]:.2f}-{wilson_interval(3, 4)[1]:.2f}) | 1.000 ({low:.2f}-{high:.2f}) | 0.857 | 3 |" in lines
     assert lines[-2:] == ["| masked | 1 | 1 |", "| bare | 0 | 3 |"]
+
+
+def test_a_class_without_crops_says_no_data_not_zero():
+    figures = per_class(confusion([0, 0, 1], [0, 1, 1], 3), ["with_mask", "without_mask", "mask_weared_incorrect"])
+    lines = class_table(figures, digits=3)
+    assert "| mask_weared_incorrect | no data | no data | no data | 0 |" in lines
+    assert not any(line.startswith("| mask_weared_incorrect") and "0.000" in line for line in lines)

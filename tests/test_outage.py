@@ -89,7 +89,7 @@ def test_a_lost_camera_turns_the_alarm_off_and_recovery_turns_it_back_on(tmp_pat
     config = load_config(None, {
         "source.spec": camera.url, "source.reconnect_backoff_s": [0.5], "source.stale_after_s": STALE_AFTER_S,
         "signal.backend": "gpiozero", "signal.red_pin": RED_PIN, "signal.buzzer_pin": BUZZER_PIN,
-        "signal.min_on_s": MIN_ON_S, "signal.cooldown_s": 0.2, "device_id": "outage-pole",
+        "decision.min_on_s": MIN_ON_S, "decision.cooldown_s": 0.2, "device_id": "outage-pole",
         "events.jsonl": {"path": str(events_path)}})
     samples, done = [], threading.Event()
 

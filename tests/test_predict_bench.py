@@ -4,7 +4,7 @@ import json
 import cv2
 import pytest
 
-from maskwatch.benchmarks.bench import STAGES, VARIANTS
+from maskwatch.benchmarks.speed.bench import STAGES
 from maskwatch.edge.cli import main
 
 LABELS = {"with_mask", "without_mask", "mask_weared_incorrect"}
@@ -82,7 +82,6 @@ def test_bench_produces_every_field(tmp_path):
 def test_bench_unknown_variant(capsys):
     assert main(["bench", "--variants", "tpu-int4"]) == 2
     assert "unknown variant 'tpu-int4'" in capsys.readouterr().err
-    assert set(VARIANTS) >= {"litert-int8-320", "onnx-fp32-640"}
 
 
 def test_eval_voc_side_by_side(scenes, tmp_path, capsys):
@@ -124,7 +123,7 @@ def test_eval_bad_input_names_the_file(tmp_path, capsys):
     assert "a.xml" in capsys.readouterr().err
     (tmp_path / "annotations" / "a.xml").unlink()
     assert main(["eval", "--voc", str(tmp_path)]) == 2
-    assert "no annotations" in capsys.readouterr().err or "holds no" in capsys.readouterr().err
+    assert "holds no annotations" in capsys.readouterr().err
 
 
 def test_bench_baseline_beside_the_converted_pipeline(tmp_path):
@@ -137,7 +136,7 @@ def test_bench_baseline_beside_the_converted_pipeline(tmp_path):
 
 
 def test_soak_memory_and_descriptors_stay_within_the_limit():
-    from maskwatch.benchmarks.soak import LIMIT_PERCENT, WARM_UP_FRAMES, markdown, soak
+    from maskwatch.benchmarks.speed.soak import LIMIT_PERCENT, WARM_UP_FRAMES, markdown, soak
 
     result = soak(frames=2 * WARM_UP_FRAMES, every=100)
     assert [s["frame"] for s in result["samples"]][-2:] == [1100, 1199] and result["warm_up_sample"]["frame"] == 600

@@ -207,3 +207,25 @@ def test_sigterm_during_a_blocked_stream_open_ends_the_run_at_once(tmp_path):
         server.close()
     assert child.returncode == 0, err
     assert took < 4, f"SIGTERM took {took:.1f} s to end the run"
+
+
+def test_flags_override_only_the_keys_they_name(tmp_path):
+    """--mqtt and --events set host/port and path; TLS, credentials, prefix, spool and rotation stay."""
+    from maskwatch.edge.cli import build_parser
+    from maskwatch.edge.commands.run import run_config
+
+    config_file = tmp_path / "pole.toml"
+    config_file.write_text(
+        '[events.mqtt]\nhost = "broker.example"\ntls = true\nusername = "pole-7"\npassword = "secret"\n'
+        f'topic_prefix = "city"\nspool_dir = "{tmp_path / "spool"}"\n'
+        f'[events.jsonl]\npath = "{tmp_path / "old.jsonl"}"\nmax_bytes = 4096\nbackups = 2\n')
+    argv = ["run", "--config", str(config_file), "--mqtt", "127.0.0.1:18830", "--events", str(tmp_path / "new.jsonl"),
+            "--set", "events.mqtt.client_id=gate-2"]
+    mqtt_config = run_config(build_parser(argv).parse_args(argv)).events
+    assert (mqtt_config.mqtt.host, mqtt_config.mqtt.port) == ("127.0.0.1", 18830)
+    assert mqtt_config.mqtt.tls and mqtt_config.mqtt.username == "pole-7"
+    assert mqtt_config.mqtt.password.get_secret_value() == "secret"
+    assert (mqtt_config.mqtt.topic_prefix, mqtt_config.mqtt.spool_dir) == ("city", tmp_path / "spool")
+    assert mqtt_config.mqtt.client_id == "gate-2"
+    assert (mqtt_config.jsonl.path, mqtt_config.jsonl.max_bytes, mqtt_config.jsonl.backups) == (
+        tmp_path / "new.jsonl", 4096, 2)

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from maskwatch.edge.errors import InputError
-from maskwatch.edge.scoring import (CLASSES, VocAnnotation, average_precision, detection_ap, evaluate_crops,
-                          evaluate_detections, load_voc_folder, read_voc_annotations, table)
+from maskwatch.edge.labels import CLASSES
+from maskwatch.benchmarks.accuracy.voc import VocAnnotation, load_voc_folder, read_voc_annotations
+from maskwatch.benchmarks.accuracy.scoring import average_precision, detection_ap, evaluate_crops, evaluate_detections
+from maskwatch.benchmarks.accuracy.tables import table
 
 W, WO, INC = CLASSES
 
@@ -247,7 +249,7 @@ def voc(path, objects=(), name="scene.png"):
 def test_read_voc_clips_and_drops_degenerate_boxes(tmp_path, caplog):
     path = voc(tmp_path / "scene.xml", [(W, (10, 10, 30, 40)), (WO, (-5, 60, 120, 90)),
                                         (INC, (50, 50, 50, 70)), (W, (120, 10, 130, 20))])
-    with caplog.at_level(logging.WARNING, logger="maskwatch.edge.scoring"):
+    with caplog.at_level(logging.WARNING, logger="maskwatch.benchmarks.accuracy.scoring"):
         a = read_voc_annotations(path)
     assert (a.filename, a.width, a.height, a.labels) == ("scene.png", 100, 80, [W, WO])
     assert a.boxes.dtype == np.float32

@@ -261,7 +261,7 @@ class Camera:
 
     def run(self) -> None:
         while not self.stop.wait(0.05):
-            self.preview.show(frame(), [], [], "idle", 15.0)
+            self.preview.show(frame(), [], "idle", 15.0)
 
     def __enter__(self):
         self.thread.start()

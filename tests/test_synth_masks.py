@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from maskwatch.convert.face_data import FaceSample, read_rgb
-from maskwatch.convert.synth_masks import INCORRECT, landmarks_for, synthesize_incorrect
-from maskwatch.edge.splits import split_of
+from maskwatch.convert.data.faces import FaceSample, read_rgb
+from maskwatch.convert.data.synth_masks import INCORRECT, landmarks_for, synthesize_incorrect
+from maskwatch.benchmarks.accuracy.splits import split_of
 
 
 def _train_faces(folder: Path, count: int) -> list[FaceSample]:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from maskwatch.edge.deploy import DeployError
-from maskwatch.edge.deploy.bundle import FORBIDDEN, TARGETS, build_wheel, resolve, source_tree
+from maskwatch.convert.bundle.build import build_wheel, resolve, source_tree
+from maskwatch.convert.bundle.targets import FORBIDDEN, TARGETS
 from test_deploy import index_reachable
 
 #: Which OS each target is for, and that OS's glibc: the wheels may need no newer one.

@@ -11,13 +11,11 @@ def boxes(*rows):
 
 
 def step(tracker, rows, labels=None):
-    """One frame: faces at ``rows`` (a list of boxes), classified as ``labels`` when due."""
+    """One frame: faces at ``rows`` (a list of boxes), classified as ``labels`` (by position) when due."""
     b = boxes(*rows)
-    update = tracker.update(b, np.ones(len(b), np.float32))
-    for track in tracker.due(update.seen):
-        label = labels[update.seen.index(track)] if labels else "without_mask"
-        tracker.vote(track, label, 0.9, update)
-    return update
+    by_face = labels or ["without_mask"] * len(b)
+    return tracker.step(b, np.ones(len(b), np.float32),
+                        classify=lambda due: [(by_face[t.detection], 0.9) for t in due])
 
 
 def test_a_moving_face_keeps_its_track():
@@ -61,18 +59,24 @@ def test_tracked_faces_reuse_their_label_between_classifications():
     tracker = Tracker(TrackerConfig(reclassify_every=4))
     classified = []
     for i in range(9):
-        update = tracker.update(boxes([0, 0, 40, 40]), np.ones(1, np.float32))
-        due = tracker.due(update.seen)
-        classified.append(len(due))
-        for track in due:
-            tracker.vote(track, "with_mask", 0.9, update)
+        update = tracker.step(boxes([0, 0, 40, 40]), np.ones(1, np.float32),
+                              classify=lambda due: [("with_mask", 0.9)] * len(due))
+        classified.append(len(update.classified))
     assert classified == [1, 0, 0, 0, 1, 0, 0, 0, 1]
 
 
 def test_tiny_faces_are_tracked_but_not_classified():
     tracker = Tracker(TrackerConfig(min_face_px=12))
-    update = tracker.update(boxes([0, 0, 10, 30]), np.ones(1, np.float32))
-    assert len(update.seen) == 1 and tracker.due(update.seen) == []
+    asked = []
+    update = tracker.step(boxes([0, 0, 10, 30]), np.ones(1, np.float32), classify=asked.append)
+    assert len(update.seen) == 1 and update.classified == [] and asked == []
+
+
+def test_a_classifier_that_returns_too_few_labels_is_an_error():
+    tracker = Tracker()
+    with pytest.raises(ValueError, match="1 labels for 2 faces"):
+        tracker.step(boxes([0, 0, 40, 40], [100, 0, 140, 40]), np.ones(2, np.float32),
+                     classify=lambda due: [("with_mask", 0.9)])
 
 
 def test_config_rejects_unknown_keys_and_bad_votes():

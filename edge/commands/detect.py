@@ -5,11 +5,11 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends, detector_section
+from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends, default_of, detector_section
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..detector import DEFAULT_DETECTOR
+    from ..detector import DEFAULT_DETECTOR, DEFAULT_DYNAMIC_SIZE, DetectorConfig
 
     parser.description = f"Detect faces; with no IMAGE, runs on the sample photo shipped in the package. {SKIPPED}"
     parser.add_argument("images", nargs="*", type=Path, help="image files (default: the shipped sample)")
@@ -18,9 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="models folder (default: the shipped models)")
     parser.add_argument("--backend", default="auto", choices=backends(), help="inference runtime (default: by file type)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
-    parser.add_argument("--threshold", type=THRESHOLD, default=0.5, help="minimum face score (default: %(default)s)")
+    parser.add_argument("--threshold", type=THRESHOLD, default=default_of(DetectorConfig, "score_threshold"),
+                        help="minimum face score (default: %(default)s)")
     parser.add_argument("--input-size", type=INPUT_SIZE, default=None,
-                        help="longest input side for dynamic-shape models (default: 640)")
+                        help=f"longest input side for dynamic-shape models (default: {DEFAULT_DYNAMIC_SIZE})")
     parser.add_argument("--out", type=Path, default=Path("maskwatch-out"),
                         help="folder for annotated pictures (default: %(default)s)")
     parser.set_defaults(handler=detect)

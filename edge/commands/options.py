@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import MAX_INPUT_SIZE
+from ..detector import MAX_INPUT_SIZE
 from ..errors import InputError
 
 #: How the commands that take many images treat a broken one (their help says so).
@@ -30,6 +30,11 @@ INPUT_SIZE = bounded(int, 32, MAX_INPUT_SIZE, "the input size")
 THRESHOLD = bounded(float, 0.0, 1.0, "a score threshold")
 
 
+def default_of(section, field: str):
+    """The default of a config section's field: a command-line option's default comes from there."""
+    return section.model_fields[field].default
+
+
 def backends() -> list[str]:
     """``auto`` and every inference runtime in the registry."""
     from ..runtimes import BACKEND_CHOICES
@@ -52,7 +57,7 @@ def section(kind, option_names: dict[str, str], **values):
 
 def model_options(parser: argparse.ArgumentParser) -> None:
     from ..classifier import DEFAULT_CLASSIFIER
-    from ..detector import DEFAULT_DETECTOR
+    from ..detector import DEFAULT_DETECTOR, DetectorConfig
 
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector model (default: %(default)s)")
     parser.add_argument("--classifier", default=DEFAULT_CLASSIFIER, help="classifier model (default: %(default)s)")
@@ -60,7 +65,7 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=backends(), help="runtime for both models")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
     parser.add_argument("--input-size", type=INPUT_SIZE, default=None, help="longest input side for dynamic-shape detectors")
-    parser.add_argument("--threshold", type=THRESHOLD, default=0.5,
+    parser.add_argument("--threshold", type=THRESHOLD, default=default_of(DetectorConfig, "score_threshold"),
                         help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
     mask_rule_options(parser)
 

@@ -19,15 +19,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def predictor(args: argparse.Namespace):
     from ..classifier import ClassifierConfig, MaskClassifier
     from ..detector import FaceDetector
-    from ..mask_state import MaskReader
+    from ..mask_state import MaskRule
     from ..predict import ImagePredictor
 
-    reader = MaskReader(args.mask_rule, args.small_face_px)
+    mask_rule = MaskRule(args.mask_rule, args.small_face_px)
     detector = FaceDetector.from_config(detector_section(args, args.detector), args.models_dir)
     classifier = MaskClassifier.from_config(section(ClassifierConfig, {"threads": "--threads"}, model=args.classifier,
                                                     backend=args.backend, threads=args.threads),
-                                            args.models_dir) if reader.needs_crop else None
-    return ImagePredictor(detector, classifier, reader)
+                                            args.models_dir) if mask_rule.needs_crop else None
+    return ImagePredictor(detector, classifier, mask_rule)
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from .options import backends, bounded, config_options, load
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..signal.config import BACKEND_NAMES
+    from ..gpio.config import BACKEND_NAMES
 
     parser.description = "Run the pipeline. With no --source and no config, runs on the built-in sample clip."
     config_options(parser)
@@ -49,16 +49,25 @@ def broker(text: str) -> dict:
     return {"host": host, **({"port": int(port)} if port is not None else {})}
 
 
+def run_config(args: argparse.Namespace):
+    """The config ``run`` uses: ``--config``, then ``--set``, then the flags."""
+    # each flag sets only the keys it names: the rest of its section (TLS, credentials, rotation) stays as configured
+    mqtt = {f"events.mqtt.{key}": value for key, value in (args.mqtt or {}).items()}
+    return load(args, **{"source.spec": args.source, "detector.backend": args.backend,
+                         "classifier.backend": args.backend, "signal.backend": args.gpio,
+                         "events.jsonl.path": str(args.events) if args.events else None, **mqtt,
+                         "preview.target": args.preview, "source.max_wait_s": args.max_wait})
+
+
 def run(args: argparse.Namespace) -> int:
     from ..app import run as run_pipeline
 
-    mqtt = args.mqtt
-    config = load(args, **{"source.spec": args.source, "detector.backend": args.backend,
-                           "classifier.backend": args.backend, "signal.backend": args.gpio,
-                           "events.jsonl": {"path": str(args.events)} if args.events else None,
-                           "events.mqtt": mqtt, "preview.target": args.preview, "source.max_wait_s": args.max_wait})
+    config = run_config(args)
     stats = run_pipeline(config, max_frames=args.max_frames, print_events=args.print_events)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(stats.events.items())) or "none"
     print(f"maskwatch: {stats.frames} frames, {stats.faces} faces, {stats.classified} classified, "
           f"{stats.fps:.1f} fps; events: {counts}", file=sys.stderr)
+    target = config.preview.target
+    if target and not target.startswith("http://"):
+        print(f"maskwatch: preview written to {Path(target).resolve()}", file=sys.stderr)
     return 0

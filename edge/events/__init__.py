@@ -12,6 +12,7 @@ Example::
 """
 from __future__ import annotations
 
+from ..registry import Entry, Registry
 from .fanout import Fanout
 from .jsonl import JsonlConfig, JsonlSink
 from .mqtt import MqttSink
@@ -24,15 +25,21 @@ from .spool import Spool, SpoolError
 from .stdout import StdoutSink
 
 
+#: config section under ``[events]`` -> the sink it opens (built as ``Sink(config, device_id=...)``)
+SINKS = Registry("event sink", {
+    "jsonl": Entry("maskwatch.edge.events.jsonl:JsonlSink"),
+    "mqtt": Entry("maskwatch.edge.events.mqtt:MqttSink"),
+})
+
+
 def open_sinks(device_id: str, jsonl: JsonlConfig | None = None, mqtt: MqttConfig | None = None,
                stdout: bool = False) -> Fanout:
     """Every configured sink behind one Fanout (empty when none is); a sink that fails closes the others."""
     sinks: list[Sink] = [StdoutSink()] if stdout else []
     try:
-        if jsonl is not None:
-            sinks.append(JsonlSink(jsonl))
-        if mqtt is not None:
-            sinks.append(MqttSink(mqtt, device_id=device_id))
+        for name, config in (("jsonl", jsonl), ("mqtt", mqtt)):
+            if config is not None:
+                sinks.append(SINKS.load(name)(config, device_id=device_id))
     except Exception:
         for sink in sinks:
             sink.close()
@@ -41,5 +48,5 @@ def open_sinks(device_id: str, jsonl: JsonlConfig | None = None, mqtt: MqttConfi
 
 
 __all__ = ["STATE_OF_LABEL", "BrokerUnavailable", "EventError", "Fanout", "JsonlConfig", "JsonlSink",
-           "MqttConfig", "MqttSink", "Sink", "SinkClosed", "Spool", "SpoolError", "StdoutSink", "SummaryCounter", "open_sinks", "state_event", "status_event",
+           "MqttConfig", "MqttSink", "SINKS", "Sink", "SinkClosed", "Spool", "SpoolError", "StdoutSink", "SummaryCounter", "open_sinks", "state_event", "status_event",
            "track_event", "utc_now", "validate_event"]

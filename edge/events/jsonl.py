@@ -57,7 +57,7 @@ class JsonlSink(Sink):
 
     name = "jsonl"
 
-    def __init__(self, config: JsonlConfig):
+    def __init__(self, config: JsonlConfig, *, device_id: str | None = None):  # device_id: every sink's signature
         self.config = config
         self.path = Path(config.path)
         self._lock = threading.Lock()

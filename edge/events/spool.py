@@ -18,7 +18,7 @@ Promises:
   (``synchronous=NORMAL``) syncs at checkpoints and ``flush`` only: SIGKILL loses
   nothing, a power cut may lose the last appends. Neither is ever corrupted by a
   crash: a torn WAL frame fails its checksum and is ignored.
-* Damage: an event whose JSON does not parse is skipped, deleted, counted in
+* Damage (reading it: ``spool_recovery``): an event whose JSON does not parse is skipped, deleted, counted in
   ``corrupt`` (kept across restarts) and logged. A file that is not a database,
   or one with damaged pages, is renamed ``spool.db.corrupt-<UTC time>`` (one log
   line names it), the events still readable are copied to a fresh database (the
@@ -47,10 +47,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
-import time
 from collections import deque
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -58,14 +56,13 @@ from typing import Literal, NamedTuple
 
 from ..errors import MaskwatchError
 from .spool_legacy import read_old_spool
+from .spool_recovery import damaged, decode, scan, set_aside
 
 log = logging.getLogger(__name__)
 
 DB = "spool.db"
 #: events kept in memory while the disk refuses writes
 OVERFLOW = 1000
-#: consecutive unreadable sequence numbers stepped over when reading a damaged database
-MAX_PROBES = 100_000
 Durability = Literal["full", "normal"]
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEXT NOT NULL)",
@@ -83,19 +80,6 @@ class Record(NamedTuple):
     event: dict
 
 
-def _decode(text: bytes) -> dict | None:
-    try:
-        event = json.loads(text)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and isinstance(event.get("type"), str) else None
-
-
-def _damaged(exc: sqlite3.Error) -> bool:
-    """True for SQLITE_CORRUPT and SQLITE_NOTADB (a plain DatabaseError), not for I/O, full-disk or lock errors."""
-    return type(exc) is sqlite3.DatabaseError
-
-
 @contextmanager
 def _transaction(db: sqlite3.Connection):
     db.execute("BEGIN IMMEDIATE")
@@ -107,30 +91,6 @@ def _transaction(db: sqlite3.Connection):
             with suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
         raise
-
-
-def _scan(db: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], sqlite3.Error | None]:
-    """Every readable (seq, JSON) row in seq order, stepping over damaged pages; and the first damage met."""
-    rows: list[tuple[int, bytes]] = []
-    problem, failures, after = None, 0, -1
-    with suppress(sqlite3.DatabaseError):  # damaged: the scan below starts at 0 and meets it
-        after = (db.execute("SELECT min(seq) FROM events").fetchone()[0] or 0) - 1
-    while failures <= MAX_PROBES:
-        start = after
-        try:
-            for row in db.execute("SELECT seq, event FROM events WHERE seq > ? ORDER BY seq", (after,)):
-                rows.append(row)
-                after = row[0]
-            break
-        except sqlite3.DatabaseError as exc:
-            if not _damaged(exc):
-                raise
-            problem = problem or exc
-            if after == start:  # not even the row after ``after`` reads: step over one sequence number
-                after, failures = after + 1, failures + 1
-            else:  # read some, then met damage: seek past the last good row afresh
-                failures = 0
-    return rows, problem
 
 
 class Spool:
@@ -200,20 +160,20 @@ class Spool:
         try:
             db = self._connect()
             meta = db.execute("SELECT next, dropped, corrupt FROM meta").fetchone()
-            rows, problem = _scan(db)
+            rows, problem = scan(db)
         except sqlite3.DatabaseError as exc:
-            if not _damaged(exc):
+            if not damaged(exc):
                 if db is not None:
                     db.close()
                 raise
             problem = exc
         self._next, self.dropped, self.corrupt = (int(v or 0) for v in meta or (0, 0, 0))
         self._saved = (self.dropped, self.corrupt)
-        good = [(seq, text) for seq, text in rows if _decode(text) is not None]
+        good = [(seq, text) for seq, text in rows if decode(text) is not None]
         if problem is not None:
             if db is not None:
                 db.close()
-            aside = self._set_aside()
+            aside = set_aside(self.folder, DB)
             db = self._connect()
             with _transaction(db):
                 db.executemany(INSERT, good)
@@ -233,14 +193,6 @@ class Spool:
         self._next = max(self._next, good[-1][0] + 1 if good else 0)
         self._first = self._deleted_below = good[0][0] if good else self._next
         return db
-
-    def _set_aside(self) -> Path:
-        aside = self.folder / f"{DB}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-        for suffix in ("", "-wal"):
-            if (self.folder / (DB + suffix)).exists():
-                os.replace(self.folder / (DB + suffix), f"{aside}{suffix}")
-        (self.folder / (DB + "-shm")).unlink(missing_ok=True)
-        return aside
 
     def _migrate(self) -> None:
         """Import a spool of the previous release (segment files) found in the folder, then delete its files."""

@@ -9,19 +9,19 @@ without ONNX Runtime can still use LiteRT and the other way round.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError
+from ..registry import Entry, Registry
 
-#: backend name -> (module, class, model file suffixes it runs)
-BACKENDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "litert": ("maskwatch.edge.runtimes.litert", "LiteRTRuntime", (".tflite",)),
-    "onnx": ("maskwatch.edge.runtimes.onnx", "OnnxRuntime", (".onnx",)),
-}
+#: backend name -> its class, with the model file suffixes it runs; ``auto`` picks by suffix
+BACKENDS = Registry("backend", {
+    "litert": Entry("maskwatch.edge.runtimes.litert:LiteRTRuntime", (".tflite",)),
+    "onnx": Entry("maskwatch.edge.runtimes.onnx:OnnxRuntime", (".onnx",)),
+}, choices_before=("auto",))
 
 
 class Runtime(Protocol):
@@ -35,7 +35,7 @@ class Runtime(Protocol):
 
 
 #: the names a config or the CLI may give for a backend
-BACKEND_CHOICES = ("auto", *BACKENDS)
+BACKEND_CHOICES = BACKENDS.choices
 
 
 def to_input(pixels: np.ndarray, runtime: Runtime) -> np.ndarray:
@@ -55,14 +55,13 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
     """The backend that runs ``path``: the one named, or the one for its suffix."""
     suffix = Path(path).suffix
     if backend == "auto":
-        for name, (_, _, suffixes) in BACKENDS.items():
-            if suffix in suffixes:
+        for name in BACKENDS:
+            if suffix in BACKENDS[name].info:
                 return name
         raise ConfigError(f"{path}: no runtime runs {suffix or 'suffix-less'} files")
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not one of: {', '.join(BACKEND_CHOICES)}")
-    if suffix not in BACKENDS[backend][2]:
-        raise ConfigError(f"{path}: backend {backend} runs {'/'.join(BACKENDS[backend][2])} files, not {suffix}")
+    suffixes = BACKENDS[backend].info  # an unknown backend is a one-line ConfigError here
+    if suffix not in suffixes:
+        raise ConfigError(f"{path}: backend {backend} runs {'/'.join(suffixes)} files, not {suffix}")
     return backend
 
 
@@ -72,9 +71,7 @@ def load_runtime(path: str | Path, backend: str = "auto", expected_shape=None, *
     ``expected_shape`` (the manifest's input shape, None for dynamic dimensions) must match the
     model's own input, or the model is refused with a ModelError naming the file.
     """
-    name = backend_for(path, backend)
-    module, cls, _ = BACKENDS[name]
-    runtime = getattr(importlib.import_module(module), cls)(Path(path), **options)
+    runtime = BACKENDS.load(backend_for(path, backend))(Path(path), **options)
     if expected_shape is not None and [d or None for d in runtime.input_shape] != [d or None for d in expected_shape]:
         raise ModelError(f"{path}: input shape {list(runtime.input_shape)} differs from the manifest's {list(expected_shape)}")
     return runtime

@@ -35,7 +35,7 @@ class OnnxRuntime:
         try:
             ort = onnxruntime_module()
         except ImportError:
-            raise RuntimeUnavailable("ONNX Runtime is not installed: pip install 'maskwatch[onnx]' "
+            raise RuntimeUnavailable("ONNX Runtime is not installed: pip install onnxruntime "
                                      "(on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from None
         available = ort.get_available_providers()
         if providers:

@@ -15,7 +15,6 @@ module, imported only when chosen, so a Raspberry Pi without Picamera2 can still
 from __future__ import annotations
 
 import glob
-import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +24,19 @@ import numpy as np
 
 from ..errors import ConfigError, MaskwatchError
 from ..image import IMAGE_SUFFIXES
+from ..registry import Entry, Registry
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".h264")
 
-#: kind -> (module, class, options open_source passes on)
-KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "camera": ("maskwatch.edge.sources.opencv", "Camera", ("width", "height", "fps", "fourcc", "props")),
-    "stream": ("maskwatch.edge.sources.opencv", "Stream", ("timeout", "props")),
-    "video": ("maskwatch.edge.sources.opencv", "VideoFile", ("live", "props")),
-    "images": ("maskwatch.edge.sources.images", "ImageList", ()),
-    "picamera2": ("maskwatch.edge.sources.picamera2", "Picamera2Source", ("camera", "width", "height", "fps", "preview_size")),
-    "sample": ("maskwatch.edge.sources.sample", "SampleClip", ("frames", "width", "height")),
-}
+#: kind -> its class, with the options open_source passes on
+KINDS = Registry("source kind", {
+    "camera": Entry("maskwatch.edge.sources.opencv:Camera", ("width", "height", "fps", "fourcc", "props")),
+    "stream": Entry("maskwatch.edge.sources.opencv:Stream", ("timeout", "props")),
+    "video": Entry("maskwatch.edge.sources.opencv:VideoFile", ("live", "props")),
+    "images": Entry("maskwatch.edge.sources.images:ImageList", ()),
+    "picamera2": Entry("maskwatch.edge.sources.picamera2:Picamera2Source", ("camera", "width", "height", "fps", "preview_size")),
+    "sample": Entry("maskwatch.edge.sources.sample:SampleClip", ("frames", "width", "height")),
+})
 #: kinds whose class takes no target (the spec only names the kind)
 NO_TARGET = ("picamera2", "sample")
 
@@ -146,16 +146,15 @@ def open_source(spec: str, **options) -> Source:
     any other option the kind does not take is a ConfigError.
     """
     kind = source_kind(spec)
-    module, cls, accepted = KINDS[kind]
+    accepted = KINDS[kind].info
     options = {key: value for key, value in options.items() if value is not None}
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"{spec}: option {', '.join(unknown)} does not apply to {kind} sources "
                           f"(accepted: {', '.join(accepted) or 'none'})")
     target = int(spec) if kind == "camera" and str(spec).strip().isdigit() else str(spec).strip()
-    if kind in NO_TARGET:
-        return getattr(importlib.import_module(module), cls)(**options)
-    return getattr(importlib.import_module(module), cls)(target, **options)
+    source_class = KINDS.load(kind)
+    return source_class(**options) if kind in NO_TARGET else source_class(target, **options)
 
 
 from .reconnect import Reconnecting, with_reconnect  # noqa: E402  (they need SourceError above)
