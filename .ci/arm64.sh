@@ -121,11 +121,13 @@ echo "ci@maskwatch namespaces=\"maskwatch-bundle\" $(cat "$CACHE/signing/key.pub
     || { tail -3 "$CACHE/bundle.log" >&2; fail "maskwatch bundle --target $TARGET failed (log: $CACHE/bundle.log)"; }
 archive=$(ls "$CACHE"/dist/maskwatch-*-$TARGET.tar.gz)
 name=$(basename "$archive" .tar.gz)
-cp "$archive" "$ROOT/root/"
+cp "$archive" "$archive.sig" "$ROOT/root/"
 lap "bundle: $(basename "$archive"), $(du -m "$archive" | cut -f1) MB"
 
+# a first install as docs/deployment.md says: the archive's signature checked before it is opened
 set +e
-device sh -c "cd /root && tar -xzf $name.tar.gz && ./$name/install.sh" >"$CACHE/install.log" 2>&1
+device sh -c "cd /root && ssh-keygen -Y verify -f /etc/maskwatch/allowed_signers -I ci@maskwatch -n maskwatch-bundle \
+    -s $name.tar.gz.sig < $name.tar.gz && tar -xzf $name.tar.gz && ./$name/install.sh" >"$CACHE/install.log" 2>&1
 rc=$?
 set -e
 sed 's/^/    /' "$CACHE/install.log"
@@ -133,6 +135,7 @@ sed 's/^/    /' "$CACHE/install.log"
 [ "$rc" = 2 ] || fail "install.sh exited $rc (expected 2: installed, unit not enabled without systemd)"
 grep -q "could not enable" "$CACHE/install.log" || fail "install.sh did not say that it could not enable the unit"
 grep -q "SHA256SUMS signed by ci@maskwatch" "$CACHE/install.log" || fail "install.sh did not verify the bundle's signature"
+grep -q "Good \"maskwatch-bundle\" signature for ci@maskwatch" "$CACHE/install.log" || fail "ssh-keygen did not verify the archive"
 for model in $MODELS manifest.json; do
     [ -f "$ROOT/opt/maskwatch/models/$model" ] || fail "/opt/maskwatch/models/$model missing after install.sh"
 done

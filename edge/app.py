@@ -19,7 +19,7 @@ from .detector import FaceDetector
 from .errors import InputError
 from .events import open_sinks, status_event
 from .mask_state import MaskRule
-from .pipeline import Pipeline
+from .pipeline import Pipeline, RunStats
 from .preview import VideoPreview, open_preview
 from .gpio import Indicator
 from .sources import Threaded, open_source, with_reconnect
@@ -28,6 +28,11 @@ from .tracker import Tracker
 log = logging.getLogger(__name__)
 #: Pins the mock GPIO uses when the config wires none (a common Pi HAT layout): red, green, buzzer.
 MOCK_WIRING = {"red_pin": 17, "green_pin": 27, "buzzer_pin": 22}
+
+
+class StoppedDuringStartup(BaseException):
+    """A stop signal arrived while the run was still being built (raised by its handler, so that a
+    blocking open returns); a BaseException, so no ``except Exception`` on the way swallows it."""
 
 
 def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
@@ -91,10 +96,18 @@ def source_fps(source) -> float | None:
 def run(config: Config, max_frames: int | None = None, print_events: bool = False, on_frame=None):
     """Run until the source ends, ``max_frames``, SIGTERM or SIGINT; lights off and sinks closed on the way out."""
     stop = threading.Event()
+    starting = True  # while parts are built, a signal must interrupt a blocked open (a FIFO, a dead share)
+
+    def on_signal(number, _frame) -> None:
+        log.info("signal %d: stopping", number)
+        stop.set()
+        if starting:
+            raise StoppedDuringStartup(number)
+
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signals.SIGTERM, signals.SIGINT, signals.SIGHUP, signals.SIGUSR1):  # all end the run cleanly
-            previous[sig] = signals.signal(sig, lambda number, _: (log.info("signal %d: stopping", number), stop.set()))
+            previous[sig] = signals.signal(sig, on_signal)
     watchdog = Watchdog.from_env()  # systemd's notify socket; does nothing outside systemd
 
     def waiting(source) -> None:  # every 0.1 s without a frame
@@ -114,11 +127,15 @@ def run(config: Config, max_frames: int | None = None, print_events: bool = Fals
                     if on_frame:
                         on_frame(result)
 
+                starting = False
                 stats = pipeline.run(source, max_frames=max_frames, stop=stop, on_frame=frame_done)
                 if stats.frames == 0 and not source.live and max_frames != 0 and not stop.is_set():
                     raise InputError(f"{config.source.spec}: no frame could be read (an empty, truncated or "
                                      "unsupported video, or no images)")
                 return stats
+    except StoppedDuringStartup as exc:  # what was built is closed by the with blocks on the way out
+        log.info("signal %d during start-up: stopped before the first frame", exc.args[0])
+        return RunStats()
     finally:
         watchdog.stopping()
         for sig, handler in previous.items():

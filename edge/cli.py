@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("maskwatch.benchmarks.accuracy.command", "accuracy on annotated scenes (--voc) or crop folders (--crops)"),
     "bench": ("maskwatch.benchmarks.speed.command", "latency per stage and FPS for every backend, precision and input size"),
     "bundle": ("maskwatch.convert.bundle.command", "build one offline-installable archive for a device"),
+    "update": ("maskwatch.edge.commands.update",
+               "install a signed bundle archive, its signature checked before anything in it runs"),
     "service": ("maskwatch.edge.commands.service",
                 "install, remove or show the systemd service that runs maskwatch on boot"),
     "convert": ("maskwatch.convert.cli", "train and convert models to TFLite and ONNX (needs maskwatch[convert])"),

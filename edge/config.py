@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .classifier import ClassifierConfig
 from .decision import DecisionConfig
 from .detector import DetectorConfig
-from .errors import ConfigError, one_line
+from .errors import ConfigError, one_line, shorten
 from .events import JsonlConfig, MqttConfig
 from .gpio import SignalConfig
 from .tracker import TrackerConfig
@@ -50,7 +50,7 @@ SAMPLE_SOURCE = "sample"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SourceConfig(_Section):
@@ -128,7 +128,7 @@ class PrivacyConfig(_Section):
 class Config(_Section):
     """The whole runtime configuration."""
 
-    model_config = ConfigDict(extra="forbid", title="maskwatch")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="maskwatch")
 
     device_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=DEVICE_ID_MAX,
                            pattern=DEVICE_ID_PATTERN,
@@ -176,12 +176,14 @@ def _move_deprecated(tree: dict, where: str) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.path=value``; the value is read as TOML (numbers, booleans, strings, lists), else as a string."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key.path=value")
+        raise ConfigError(f"--set {shorten(repr(text))}: expected key.path=value")
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {shorten(key)}: the value is nested too deeply") from None
     return key, value
 
 
@@ -192,6 +194,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path:
         try:
             tree = tomllib.loads(Path(path).read_text())
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply to be a maskwatch config") from None
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -204,3 +208,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         return Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a maskwatch config") from None

@@ -49,11 +49,11 @@ class UnknownState(MaskwatchError, ValueError):
 class DecisionConfig(BaseModel):
     """The ``[decision]`` section: the alarm's timing, which every output follows."""
 
-    model_config = ConfigDict(extra="forbid", title="decision")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="decision")
 
-    min_on_s: float = Field(2.0, ge=0, allow_inf_nan=False, title="minimum on time",
+    min_on_s: float = Field(2.0, ge=0, title="minimum on time",
                             description="an alarm (unmasked or incorrect) stays on at least this many seconds")
-    cooldown_s: float = Field(5.0, ge=0, allow_inf_nan=False, title="cooldown",
+    cooldown_s: float = Field(5.0, ge=0, title="cooldown",
                               description="after an alarm goes off, no alarm starts again for this many seconds")
 
 

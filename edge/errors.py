@@ -32,10 +32,19 @@ class ConversionError(MaskwatchError, RuntimeError):
     """The conversion toolchain could not produce or verify a model."""
 
 
+#: The most of a user's value an error message repeats: a 50 MB value must not make a 50 MB error.
+ECHO_MAX = 80
+
+
+def shorten(text: str, limit: int = ECHO_MAX) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
 def one_line(exc) -> str:
     """A pydantic ValidationError as one line: ``field.path: message (got value)``, first error only."""
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "config"
-    got = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
+    got = f" (got {shorten(repr(err['input']))})" if err["type"] != "missing" and not isinstance(err["input"], dict) else ""
     more = f"; and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
     return f"{where}: {err['msg']}{got}{more}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, shorten
 from .image_header import image_size
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: Most pixels an image file may decode to (50 MP: a 48 MP phone photo fits; 150 MB as 8-bit BGR).
 MAX_IMAGE_PIXELS = 50_000_000
 MAX_PIXELS_ENV = "MASKWATCH_MAX_IMAGE_PIXELS"
+
+
+def too_many_pixels(width: int, height: int, cap: int | None = None) -> str:
+    """What an image or a video frame over the pixel cap is told."""
+    cap = max_image_pixels() if cap is None else cap
+    return f"{width}x{height} pixels is more than the {cap:,} an image may have (set {MAX_PIXELS_ENV} to change it)"
 
 
 def max_image_pixels() -> int:
@@ -43,22 +49,38 @@ def max_image_pixels() -> int:
     return value
 
 
-def expand_images(specs) -> list[Path]:
-    """Image files from files, folders (searched recursively) and glob patterns, in order, once each."""
+def _glob(pattern: str) -> list[Path]:
+    """``pattern``'s matches, ``**`` included, never following a symbolic link to a folder (a link
+    loop would make the search endless): pathlib's glob from the pattern's first magic part."""
     import glob
 
+    parts = Path(pattern).parts
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    root, rest = Path(*parts[:first]) if first else Path("."), Path(*parts[first:]) if first < len(parts) else None
+    if rest is None:
+        return [root] if root.exists() else []
+    return list(root.glob(str(rest)))
+
+
+def expand_images(specs) -> list[Path]:
+    """Image files from files, folders (searched recursively) and glob patterns, in order, once each.
+    Symbolic links to folders are not followed, so a link loop cannot make the search endless."""
     found: dict[Path, None] = {}
     for spec in specs:
         spec = str(spec)
         path = Path(spec)
-        if path.is_dir():
+        try:
+            is_dir, is_file = path.is_dir(), path.is_file()
+        except OSError as exc:
+            raise InputError(f"{shorten(spec)}: {exc.strerror or exc}") from None
+        if is_dir:
             matches = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
+        elif is_file:
             matches = [path]
         else:
-            matches = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            matches = sorted(p for p in _glob(spec) if p.suffix.lower() in IMAGE_SUFFIXES)
         if not matches:
-            raise InputError(f"{spec}: no image files there")
+            raise InputError(f"{shorten(spec)}: no image files there")
         found.update(dict.fromkeys(matches))
     return list(found)
 
@@ -107,8 +129,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         raise InputError(f"{path}: not a readable image")
     cap = max_image_pixels() if max_pixels is None else max_pixels
     if size[0] * size[1] > cap:
-        raise InputError(f"{path}: {size[0]}x{size[1]} pixels is more than the {cap:,} an image may have "
-                         f"(set {MAX_PIXELS_ENV} to change it)")
+        raise InputError(f"{path}: {too_many_pixels(size[0], size[1], cap)}")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:            # a decoder's own check (OPENCV_IO_MAX_IMAGE_PIXELS), or a broken file

@@ -70,6 +70,13 @@ class ModelEntry(BaseModel):
             missing = [k for k in ("min_sizes", "steps", "variances") if not isinstance(self.anchors.get(k), list)]
             if missing:
                 raise ValueError(f"anchors need {', '.join(missing)} (lists)")
+            steps, sizes = self.anchors["steps"], self.anchors["min_sizes"]
+            if not steps or not all(isinstance(s, int) and s > 0 for s in steps):
+                raise ValueError(f"anchors: steps must be positive whole numbers of pixels (got {steps!r:.80})")
+            if len(sizes) != len(steps) or not all(isinstance(level, list) and level and
+                                                   all(isinstance(s, (int, float)) and s > 0 for s in level)
+                                                   for level in sizes):
+                raise ValueError("anchors: min_sizes needs one list of positive sizes per step")
         needs_labels = self.task == "mask_classification" or any(o.startswith("mask_") for o in self.outputs)
         if needs_labels and not self.labels:
             raise ValueError(f"a {self.task} entry with mask outputs needs labels (one per output column)"

@@ -8,9 +8,13 @@ address it requires a password (HTTP basic auth, user ``maskwatch``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import logging
+import math
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
@@ -81,47 +85,99 @@ class VideoPreview:
 
 #: Seconds a preview client gets for each read or write (the request line, each header, each frame).
 REQUEST_TIMEOUT_S = 10.0
-#: Preview clients served at once; one more gets 503 and is closed, without a thread.
+#: Seconds a client gets to send its whole request (a header a byte at a time must not hold a thread).
+REQUEST_HEAD_S = 5.0
+#: Preview clients streaming at once; one more gets 503 and is closed.
 MAX_CLIENTS = 8
+#: Connections still sending their request, at once; past that a new one gets 503 and is closed,
+#: without a thread. Each is closed after REQUEST_HEAD_S, so a flood of slow clients only delays.
+MAX_PENDING = 32
+#: Wrong passwords a client address may try before it must wait; each further one doubles the wait.
+FREE_TRIES = 5
+LOCKOUT_S, MAX_LOCKOUT_S = 1.0, 300.0
 _BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 10\r\n"
          b"Connection: close\r\n\r\ntoo many preview clients\n")
 
 
+class LoginThrottle:
+    """Failed logins per client address: after ``FREE_TRIES`` wrong passwords the address waits
+    ``LOCKOUT_S``, doubling with each further one up to ``MAX_LOCKOUT_S``; a right one clears it.
+    Every failure is logged (the first ones in full, then one line per lockout)."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock, self._lock = clock, threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def wait_s(self, address: str) -> float:
+        """Seconds ``address`` must still wait before a password is checked (0: go on)."""
+        with self._lock:
+            return max(0.0, self._locked_until.get(address, 0.0) - self._clock())
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            n = self._failures[address] = self._failures.get(address, 0) + 1
+            if len(self._failures) > 10_000:  # bounded memory, whatever the number of addresses
+                self._failures.pop(next(iter(self._failures)))
+            wait = 0.0 if n < FREE_TRIES else min(MAX_LOCKOUT_S, LOCKOUT_S * 2 ** (n - FREE_TRIES))
+            if wait:
+                self._locked_until[address] = self._clock() + wait
+                if len(self._locked_until) > 10_000:
+                    self._locked_until.pop(next(iter(self._locked_until)))
+        log.warning("preview: wrong password from %s (%d in a row)%s", address, n,
+                    f"; it waits {wait:g} s before the next try" if wait else "")
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+            self._locked_until.pop(address, None)
+
+
 class _BoundedServer(ThreadingHTTPServer):
-    """A thread per client, at most ``max_clients`` of them; past that the client gets 503 from the
-    accepting thread and is closed."""
+    """A thread per connection, at most ``max_pending`` of them still sending their request (past that
+    503 from the accepting thread, without a thread) and at most ``max_clients`` streaming."""
 
     daemon_threads = True
 
-    def __init__(self, address, handler, max_clients: int):
-        self._slots, self._full = threading.BoundedSemaphore(max_clients), False
-        self.max_clients = max_clients
+    def __init__(self, address, handler, max_clients: int, max_pending: int):
+        self._pending = threading.BoundedSemaphore(max_pending)
+        self.streams = threading.BoundedSemaphore(max_clients)
+        self.max_clients, self._full = max_clients, False
         super().__init__(address, handler)
 
+    def refuse(self, request, why: str) -> None:
+        if not self._full:
+            log.warning("preview: %s; refusing more with 503", why)
+        self._full = True
+        try:
+            request.setblocking(False)   # a few bytes into an empty send buffer: never waits
+            request.send(_BUSY)
+        except OSError:
+            pass
+
     def process_request(self, request, client_address):
-        if not self._slots.acquire(blocking=False):
-            if not self._full:
-                log.warning("preview: %d clients already connected; refusing more with 503", self.max_clients)
-            self._full = True
-            try:
-                request.setblocking(False)   # a few bytes into an empty send buffer: never waits
-                request.send(_BUSY)
-            except OSError:
-                pass
+        if not self._pending.acquire(blocking=False):
+            self.refuse(request, "too many connections still sending their request")
             self.shutdown_request(request)
             return
-        self._full = False
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._pending.release()
             raise
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._pending.release()
+
+    def streaming(self):
+        """A streaming slot for a client whose whole request arrived (the caller releases it), or None."""
+        if self.streams.acquire(blocking=False):
+            self._full = False
+            return self.streams
+        return None
 
 
 def _credentials(header: str) -> bytes | None:
@@ -134,17 +190,21 @@ class MjpegPreview:
     """Serves the latest annotated frame as an MJPEG stream at ``http://HOST:PORT/``.
 
     Each client has ``request_timeout`` seconds for every read and write (an idle connection that sends
-    no request, or stops reading the stream, is closed then); at most ``max_clients`` are served at once
-    and one more gets ``503``.
+    no request, or stops reading the stream, is closed then) and ``head_timeout`` for its whole request;
+    a streaming slot is taken only once the request has arrived: at most ``max_clients`` stream at once
+    and one more gets ``503``. With a password, wrong ones are logged and slow down (:class:`LoginThrottle`:
+    ``429`` with ``Retry-After`` while an address must wait).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, password: str | None = None, quality: int = 80,
-                 request_timeout: float = REQUEST_TIMEOUT_S, max_clients: int = MAX_CLIENTS):
+                 request_timeout: float = REQUEST_TIMEOUT_S, max_clients: int = MAX_CLIENTS,
+                 head_timeout: float = REQUEST_HEAD_S, max_pending: int = MAX_PENDING):
         if host not in LOCAL_HOSTS and not password:
             raise ConfigError(f"preview on {host}: a password is required off localhost (preview.password)")
         self.quality, self._jpeg, self._ready = quality, None, threading.Condition()
         expected = base64.b64encode(f"maskwatch:{password}".encode()) if password else None
-        preview = self
+        preview, throttle = self, LoginThrottle()
+        self.throttle = throttle
 
         class Handler(BaseHTTPRequestHandler):
             timeout = request_timeout       # StreamRequestHandler sets it on the socket: every recv and send
@@ -152,17 +212,47 @@ class MjpegPreview:
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                # the whole request within head_timeout, however slowly its bytes come; do_GET cancels this
+                self._head_timer = threading.Timer(head_timeout, self._hang_up)
+                self._head_timer.daemon = True
+                self._head_timer.start()
+
+            def _hang_up(self):
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def finish(self):
+                self._head_timer.cancel()
+                super().finish()
+
             def do_GET(self):
-                given = _credentials(self.headers.get("Authorization", ""))
-                if expected and not (given is not None and hmac.compare_digest(given, expected)):
-                    self.send_response(401)
-                    self.send_header("WWW-Authenticate", 'Basic realm="maskwatch"')
-                    self.end_headers()
+                self._head_timer.cancel()
+                address = self.client_address[0]
+                if expected:
+                    wait = throttle.wait_s(address)
+                    if wait:
+                        self.send_response(429)
+                        self.send_header("Retry-After", str(math.ceil(wait)))
+                        self.end_headers()
+                        return
+                    given = _credentials(self.headers.get("Authorization", ""))
+                    if not (given is not None and hmac.compare_digest(given, expected)):
+                        throttle.failed(address)
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="maskwatch"')
+                        self.end_headers()
+                        return
+                    throttle.succeeded(address)
+                slot = self.server.streaming()
+                if slot is None:
+                    self.server.refuse(self.connection, f"{self.server.max_clients} clients already streaming")
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
                 try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                    self.end_headers()
                     while True:
                         jpeg = preview.next_jpeg(timeout=5)
                         if jpeg is None:
@@ -171,9 +261,11 @@ class MjpegPreview:
                         self.wfile.write(jpeg + b"\r\n")
                 except OSError:                  # gone, reset, or not reading for request_timeout
                     return
+                finally:
+                    slot.release()
 
         try:
-            self._server = _BoundedServer((host, port), Handler, max_clients)
+            self._server = _BoundedServer((host, port), Handler, max_clients, max_pending)
         except OSError as exc:  # the port in use, or an address this host does not have
             raise ConfigError(f"preview http://{host}:{port}/: cannot listen there ({exc.strerror or exc})") from None
         self.port = self._server.server_address[1]

@@ -32,7 +32,7 @@ from .postprocess import iou
 class TrackerConfig(BaseModel):
     """Tracking and voting settings."""
 
-    model_config = ConfigDict(extra="forbid", title="tracker")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="tracker")
 
     iou_threshold: float = Field(0.3, gt=0, lt=1, description="minimum box overlap to continue a track")
     max_missed: int = Field(10, ge=0, description="frames a track survives without a matching face")

@@ -569,3 +569,56 @@ def test_a_device_with_allowed_signers_takes_only_bundles_signed_by_them(bundle,
     if not Path("/etc/maskwatch/allowed_signers").exists():
         assert "signature not checked" in install().stdout
     assert not (tmp_path / "prefix").exists()
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen (openssh-client) is not installed")
+def test_an_archive_changed_after_signing_is_refused_before_it_is_opened(bundle, tmp_path):
+    """The attack: install.sh edited to skip its own check, SHA256SUMS made anew, the archive repacked
+    (keeping the signature, or signed with the attacker's key). The installed maskwatch and the
+    documented ssh-keygen line check the archive itself, so neither lets it in."""
+    from maskwatch.convert.bundle.build import sign_file, write_archive, write_sums
+    from maskwatch.edge.deploy.signature import SIGNATURE_NAMESPACE
+
+    trusted = keypair(tmp_path / "trusted")
+    keypair(tmp_path / "attacker")
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'builder@maskwatch namespaces="{SIGNATURE_NAMESPACE}" {trusted}\n')
+    signed = tmp_path / "genuine" / bundle.name
+    signed.parent.mkdir()
+    shutil.copy(bundle, signed)
+    sign_file(signed, tmp_path / "trusted")
+    maskwatch = [str(Path(sys.executable).with_name("maskwatch")), "update", "--allowed-signers", str(allowed)]
+    documented = ("ssh-keygen -Y verify -f {allowed} -I builder@maskwatch -n maskwatch-bundle -s {archive}.sig "
+                  "< {archive}")
+
+    def first_install_check(archive: Path) -> int:
+        return subprocess.run(documented.format(allowed=allowed, archive=archive), shell=True,
+                              capture_output=True, text=True).returncode
+
+    done = subprocess.run(maskwatch + ["--check", str(signed)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "signed by builder@maskwatch" in done.stderr, done.stderr
+    assert first_install_check(signed) == 0
+
+    (tmp_path / "unpacked").mkdir()
+    root = unpack(signed, tmp_path / "unpacked")
+    script = (root / "install.sh").read_text()
+    assert 'if [ -f "$ALLOWED_SIGNERS" ]; then' in script
+    (root / "install.sh").write_text(script.replace('if [ -f "$ALLOWED_SIGNERS" ]; then', "if false; then", 1))
+    (root / "config" / "maskwatch.toml").write_text('[events.mqtt]\nhost = "attacker.example"\n')
+    write_sums(root)
+    tampered = tmp_path / "tampered" / bundle.name
+    tampered.parent.mkdir()
+    write_archive(root, tampered)
+    shutil.copy(f"{signed}.sig", f"{tampered}.sig")               # the genuine signature, kept
+    env = offline_env(tmp_path)
+    done = subprocess.run(maskwatch + [str(tampered)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not a good signature by builder@maskwatch" in done.stderr, done.stderr
+    assert first_install_check(tampered) != 0
+    sign_file(tampered, tmp_path / "attacker")                      # or signed with the attacker's own key
+    done = subprocess.run(maskwatch + [str(tampered)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"is not a signature by a key in {allowed}" in done.stderr, done.stderr
+    assert first_install_check(tampered) != 0
+    Path(f"{tampered}.sig").unlink()
+    done = subprocess.run(maskwatch + [str(tampered)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not signed" in done.stderr, done.stderr
+    assert not (tmp_path / "prefix").exists() and not (tmp_path / "etc").exists()   # nothing installed

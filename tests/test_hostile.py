@@ -288,11 +288,19 @@ def test_idle_preview_connections_are_closed_after_the_request_timeout(camera):
         preview.close()
 
 
+def viewer(port: int) -> socket.socket:
+    """A client that sent its whole request and then does not read the stream: it holds a slot."""
+    conn = socket.create_connection((HOST, port), timeout=10)
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: pole\r\n\r\n")
+    return conn
+
+
 def test_preview_clients_past_the_cap_get_503_and_the_pole_still_serves(camera):
     preview = camera(MjpegPreview(host=HOST, port=free_port(), request_timeout=60, max_clients=3))
     try:
         with ExitStack() as stack:
-            idle = [stack.enter_context(idle_client(preview.port)) for _ in range(3)]
+            idle = [stack.enter_context(viewer(preview.port)) for _ in range(3)]
+            time.sleep(0.5)                              # their requests are in: their slots are taken
             for _ in range(5):                           # every slot held: refused at once, not queued
                 status, body = served(preview.port)
                 assert (status, body) == (503, b"too many preview clients\n")

@@ -2,9 +2,12 @@
 Also the discovery payloads as pure data."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
+import socket
+import threading
 import time
 import uuid
 
@@ -100,7 +103,7 @@ def test_two_devices_on_one_device_id_are_named_as_the_cause(broker, caplog, pro
         while time.monotonic() < deadline and not (first.connection.takeovers or second.connection.takeovers):
             time.sleep(0.1)
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert any(f"client id 'maskwatch-{device}'" in e and "two devices share one device_id" in e
+        assert any(f"client id 'maskwatch-{device}'" in e and "two devices" in e and "device_id" in e
                    for e in errors), errors
     finally:
         first.close()
@@ -115,3 +118,97 @@ def test_events_queued_in_memory_at_exit_are_reported(caplog):
     sink.close()
     lost = [r.getMessage() for r in caplog.records if "lost at exit" in r.getMessage()]
     assert len(lost) == 1 and "5 events queued in memory" in lost[0] and "spool_dir" in lost[0]
+
+
+# ---------------------------------------------------------------- brokers that are not what they seem
+
+class FakeBroker:
+    """A TCP server on 127.0.0.1 playing a broker badly: ``mode`` is ``close`` (accept, then close
+    without a word), ``silent`` (accept, read, never answer) or ``flap`` (accept the MQTT connect,
+    drop it, then stop listening for a while, as a broker that keeps restarting)."""
+
+    def __init__(self, mode: str, cycles: int = 4):
+        self.mode, self.cycles, self.port = mode, cycles, free_port()
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> socket.socket:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen()
+        server.settimeout(0.2)
+        return server
+
+    def _serve(self) -> None:
+        server = self._listen()
+        deadline = time.monotonic() + 60  # bounded, whatever the client does
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            self.accepted += 1
+            if self.mode == "close":
+                conn.close()
+            elif self.mode == "silent":
+                self._held.append(conn)  # open, unanswered
+            else:  # flap: a real CONNACK (MQTT 3.1.1, accepted), then the broker goes away for 1.5 s
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(1024)
+                    conn.sendall(bytes([0x20, 0x02, 0x00, 0x00]))
+                time.sleep(0.2)
+                conn.close()
+                server.close()
+                if self.accepted >= self.cycles:
+                    return
+                self._stop.wait(1.5)
+                server = self._listen()
+        server.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode, says", [("close", "closed the connection before answering"),
+                                        ("silent", "has not answered the connection within 1 s")])
+def test_a_port_that_is_no_broker_is_warned_about_during_the_run(caplog, mode, says):
+    caplog.set_level(logging.WARNING, logger="maskwatch.edge.events")
+    fake = FakeBroker(mode)
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=fake.port, connect_timeout_s=1, protocol="3.1.1"),
+                    device_id="pole-odd")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(says in r.getMessage() for r in caplog.records):
+            time.sleep(0.1)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(says in w for w in warnings), warnings   # while running, not only "lost at exit"
+        assert fake.accepted >= 1
+    finally:
+        sink.close()
+        fake.close()
+
+
+def test_a_flapping_broker_is_not_blamed_on_a_shared_device_id(caplog):
+    caplog.set_level(logging.INFO, logger="maskwatch.edge.events")
+    fake = FakeBroker("flap", cycles=4)
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=fake.port, protocol="3.1.1", discovery=False),
+                    device_id="pole-flap")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and fake.accepted < 4:
+            time.sleep(0.1)
+        assert fake.accepted >= 4, fake.accepted  # connected, dropped and came back several times
+        messages = [r.getMessage() for r in caplog.records]
+        assert not any("device_id" in m for m in messages if "pole-flap" in m or "client id" in m), messages
+        assert any("unreachable" in m or "connection lost" in m for m in messages), messages
+    finally:
+        sink.close()
+        fake.close()

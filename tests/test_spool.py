@@ -234,3 +234,25 @@ def test_a_full_disk_keeps_events_in_memory_then_writes_them_in_order(tiny_disk,
         written, got = list(range(71)), ids(spool)
         assert got == list(range(5, 20)) + list(range(30, 71))  # nothing lost but the 5 acked and 10 dropped
         assert len(got) + 5 + spool.dropped == len(written) and spool.dropped == 10
+
+
+def test_a_disk_too_full_to_create_the_spool_starts_it_in_memory(tiny_disk, caplog):
+    """No spool.db yet and no room to make one: the spool starts anyway, keeps events in memory,
+    and makes the file once space returns, in order."""
+    caplog.set_level(logging.INFO)
+    filler = fill_disk(tiny_disk)
+    folder = tiny_disk / "spool"
+    folder.mkdir(exist_ok=True)
+    spool = Spool(folder)
+    try:
+        assert "cannot be created" in caplog.text and "wait in memory" in caplog.text
+        for n in range(10):
+            spool.append(event(n))
+        assert ids(spool) == list(range(10)) and spool.ack(2) == 3
+        filler.unlink()
+        spool.append(event(10))
+        assert "writes again" in caplog.text and (folder / "spool.db").is_file()
+    finally:
+        spool.close()
+    with Spool(folder) as spool:
+        assert ids(spool) == list(range(3, 11))

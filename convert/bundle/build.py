@@ -1,5 +1,9 @@
 """``maskwatch bundle``: one offline-installable archive for a device, built on a connected workstation.
 
+With ``--sign KEY`` the archive itself is signed too: ``maskwatch-<version>-<target>.tar.gz.sig``
+beside it, which a device checks before it opens the archive (``maskwatch update``, or the
+``ssh-keygen -Y verify`` line in docs/deployment.md for a first install).
+
 Layout of ``maskwatch-<version>-<target>.tar.gz`` (one top folder of that name)::
 
     install.sh            offline installer: checks SHA256SUMS, venv, pip --no-index, models, config, unit
@@ -46,6 +50,7 @@ from pathlib import Path
 
 from maskwatch.edge.manifest import sha256_of
 from maskwatch.edge.deploy import DeployError
+from maskwatch.edge.deploy.signature import SIGNATURE_NAMESPACE
 from maskwatch.convert.bundle.targets import FORBIDDEN, TARGETS, Target
 from maskwatch.edge.deploy.unit import UnitSettings, render_unit
 
@@ -215,28 +220,29 @@ def write_sums(root: Path) -> None:
     (root / "SHA256SUMS").write_text("".join(lines))
 
 
-#: The ``ssh-keygen -Y`` namespace of a bundle signature (install.sh verifies with the same).
-SIGNATURE_NAMESPACE = "maskwatch-bundle"
-
-
-def sign_sums(root: Path, key: Path) -> Path:
-    """Sign ``root/SHA256SUMS`` with an SSH private key (``ssh-keygen -Y sign``): ``SHA256SUMS.sig``.
-
-    A device trusts the signer by listing its public key in /etc/maskwatch/allowed_signers
-    (``maskwatch@example.org namespaces="maskwatch-bundle" ssh-ed25519 AAAA...``)."""
+def sign_file(path: Path, key: Path) -> Path:
+    """Sign ``path`` with an SSH private key (``ssh-keygen -Y sign``, namespace ``maskwatch-bundle``):
+    ``PATH.sig``. A device trusts the signer by listing its public key in /etc/maskwatch/allowed_signers
+    (``builder@example.org namespaces="maskwatch-bundle" ssh-ed25519 AAAA...``)."""
     if shutil.which("ssh-keygen") is None:
         raise DeployError("--sign needs ssh-keygen (apt install openssh-client)")
     if not Path(key).is_file():
         raise DeployError(f"{key}: signing key not found")
-    signature = root / "SHA256SUMS.sig"
+    signature = Path(f"{path}.sig")
     signature.unlink(missing_ok=True)  # ssh-keygen would ask before overwriting it
-    done = subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE, str(root / "SHA256SUMS")],
+    done = subprocess.run(["ssh-keygen", "-Y", "sign", "-f", str(key), "-n", SIGNATURE_NAMESPACE, str(path)],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0 or not signature.is_file():
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise DeployError(f"{key}: ssh-keygen could not sign SHA256SUMS ({lines[-1] if lines else 'no output'}; "
+        raise DeployError(f"{key}: ssh-keygen could not sign {Path(path).name} ({lines[-1] if lines else 'no output'}; "
                           "a key with a passphrase needs ssh-agent)")
     return signature
+
+
+def sign_sums(root: Path, key: Path) -> Path:
+    """``root/SHA256SUMS.sig``: the bundle's own check of its files (install.sh); the archive's
+    signature (:func:`sign_file`) is what protects a device from a changed bundle."""
+    return sign_file(root / "SHA256SUMS", key)
 
 
 def write_archive(root: Path, archive: Path) -> None:
@@ -322,6 +328,8 @@ def build_bundle(target_name: str, out: Path, config_path: Path | None = None, m
             sign_sums(root, Path(sign))
         t = _step("checksums", t, timings)
         write_archive(root, archive)
+        if sign is not None:  # the whole archive, checked by the installed maskwatch before it is opened
+            sign_file(archive, Path(sign))
         _step("archive", t, timings)
     size = archive.stat().st_size / 1e6
     log.info("bundle: %s, %.1f MB, %d wheels, models %s, %.1f s in all (%s)", archive, size, len(wheel_names),

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class JsonlConfig(BaseModel):
     """Where the JSON Lines file goes and how it rotates."""
 
-    model_config = ConfigDict(extra="forbid", title="jsonl")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="jsonl")
 
     path: Path = Field(..., title="path", description="the JSON Lines file; its folder is created when missing")
     max_bytes: int = Field(10_000_000, ge=1, title="maximum size",

@@ -11,11 +11,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ..errors import shorten
+
+#: MQTT strings may be 65535 bytes, but paho's network thread dies packing one that long; brokers
+#: are only required to take 23-character client ids, and every topic repeats the prefix.
+MAX_CLIENT_ID = 256
+MAX_TOPIC_PREFIX = 200
+
 
 class MqttConfig(BaseModel):
     """The broker, credentials, topics and discovery."""
 
-    model_config = ConfigDict(extra="forbid", title="mqtt")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="mqtt")
 
     host: str = Field("localhost", title="host", description="broker host name or address")
     port: int | None = Field(None, ge=1, le=65535, title="port",
@@ -29,24 +36,25 @@ class MqttConfig(BaseModel):
                                    description="PEM client certificate, for mutual TLS")
     key_file: Path | None = Field(None, title="client key", description="PEM key of cert_file")
     insecure: bool = Field(False, title="insecure", description="skip the broker host name check (testing only)")
-    client_id: str | None = Field(None, title="client id", description="MQTT client id; default maskwatch-<device_id>")
+    client_id: str | None = Field(None, max_length=MAX_CLIENT_ID, title="client id",
+                                  description=f"MQTT client id, at most {MAX_CLIENT_ID} characters; default maskwatch-<device_id>")
     protocol: Literal["5", "3.1.1"] = Field("5", title="protocol",
                                           description="MQTT protocol version: 5, or 3.1.1 for a broker without "
                                                       "MQTT 5")
     keepalive: int = Field(60, ge=5, le=65535, title="keepalive",
                            description="seconds between pings; the broker sends the last will "
                                        "after 1.5x this of silence")
-    topic_prefix: str = Field("maskwatch", min_length=1, title="topic prefix",
+    topic_prefix: str = Field("maskwatch", min_length=1, max_length=MAX_TOPIC_PREFIX, title="topic prefix",
                               description="every topic is <topic_prefix>/<device_id>/...")
     required: bool = Field(False, title="required",
                            description="true: a broker that is down stops start-up; false: log and keep retrying")
-    connect_timeout_s: float = Field(5.0, gt=0, title="connect timeout",
+    connect_timeout_s: float = Field(5.0, gt=0, le=3600, title="connect timeout",
                                      description="when required, how long start-up waits for the broker's answer")
     max_queued: int = Field(1000, ge=1, title="queue limit",
                             description="events kept while disconnected; newer ones are dropped (and counted)")
     discovery: bool = Field(True, title="Home Assistant discovery",
                             description="publish Home Assistant discovery configs")
-    discovery_prefix: str = Field("homeassistant", min_length=1, title="discovery prefix",
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=MAX_TOPIC_PREFIX, title="discovery prefix",
                                   description="Home Assistant's MQTT discovery prefix")
     spool_dir: Path | None = Field(None, title="spool folder",
                                    description="folder where events wait on disk until the broker acknowledged "
@@ -78,8 +86,14 @@ class MqttConfig(BaseModel):
         if spool_only and self.spool_dir is None:
             raise ValueError(f"{', '.join(spool_only)} need spool_dir")
         for key in ("topic_prefix", "discovery_prefix"):
-            if not valid_topic_part(getattr(self, key), slashes=True):
-                raise ValueError(f"{key} {getattr(self, key)!r} must not contain + # or empty levels")
+            value = getattr(self, key)
+            if not valid_topic_part(value, slashes=True):
+                raise ValueError(f"{key} {shorten(repr(value))} must not contain + # NUL or empty levels")
+            if value.startswith("$"):
+                raise ValueError(f"{key} {shorten(repr(value))}: topics starting with $ are the broker's ($SYS)")
+        if self.client_id is not None and (not self.client_id or not self.client_id.isprintable()):
+            raise ValueError(f"client_id {shorten(repr(self.client_id))}: give printable characters, no NUL "
+                             "or control characters (the broker refuses them without a word)")
         return self
 
 

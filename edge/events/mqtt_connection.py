@@ -64,6 +64,8 @@ class MqttConnection:
         self._accepted_at: float | None = None
         self._quick_losses: list[float] = []
         self._closing = False
+        self._silence: threading.Timer | None = None
+        self._refused_now = False  # the last CONNACK refused the connection (its disconnect follows)
         protocol = mqtt.MQTTv5 if config.protocol == "5" else mqtt.MQTTv311
         self.client = client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         client.will_set(availability, "offline", qos=1, retain=True)
@@ -105,6 +107,10 @@ class MqttConnection:
         if not config.required:
             client.connect_async(config.host, self.port, config.keepalive)
             client.loop_start()
+            # a broker that takes the connection and never answers leaves paho waiting without a callback
+            self._silence = threading.Timer(config.connect_timeout_s, self._no_answer)
+            self._silence.daemon = True
+            self._silence.start()
             return
         try:
             client.connect(config.host, self.port, config.keepalive)
@@ -117,9 +123,14 @@ class MqttConnection:
             reason = self._refused or f"no answer within {config.connect_timeout_s:g} s"
             raise BrokerUnavailable(f"{self.where} did not accept the connection: {reason}")
 
+    def _no_answer(self) -> None:
+        if not self._connack.is_set() and not self._closing:
+            self.warn(f"{self.where} has not answered the connection within {self.config.connect_timeout_s:g} s "
+                      "(a silent or wrong service on that port?); retrying")
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._refused = str(reason_code)
+            self._refused, self._refused_now = str(reason_code), True
             if self._connack.is_set() or not self.config.required:  # at a required start, BrokerUnavailable says it
                 self.warn(f"{self.where} refused the connection: {reason_code}; retrying")
             self._connack.set()
@@ -135,19 +146,33 @@ class MqttConnection:
         self._connack.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not self._connack.is_set():  # closed before any CONNACK: e.g. plain MQTT to a TLS port
-            self._refused = f"the broker closed the connection before answering ({reason_code}); check tls and port"
-            if self.config.required:
-                self._connack.set()
         was, self._connected = self._connected, False
-        if not was or self._closing:
+        refused, self._refused_now = self._refused_now, False
+        if self._closing:
             return
-        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or self._quick_loss():
+        if not was:  # this attempt was never accepted
+            if refused:  # a CONNACK refused it: _on_connect said so
+                return
+            # closed before any CONNACK: plain MQTT to a TLS port, or a service that is no broker
+            self._refused = f"the broker closed the connection before answering ({reason_code}); check tls and port"
+            if self.config.required and not self._connack.is_set():
+                self._connack.set()
+            else:
+                self.warn(f"{self.where}: {self._refused}; retrying")
+            return
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
             self.takeovers += 1
             (log.error if self.takeovers == 1 else log.debug)(
                 "%s: another client connected with client id %r and took over this connection (%s): two devices "
                 "share one device_id (the default is the host name); give each a unique device_id or mqtt.client_id",
                 self.where, self.client_id, reason_code)
+            return
+        if self._quick_loss():  # no reason given: a shared client id, or a broker that drops this client
+            self.takeovers += 1
+            (log.error if self.takeovers == 1 else log.debug)(
+                "%s keeps closing the connection within seconds of accepting it (%s): another client may use "
+                "client id %r (two devices on one device_id: give each its own device_id or mqtt.client_id), "
+                "or the broker drops this client (check its log)", self.where, reason_code, self.client_id)
             return
         self.warn(f"{self.where} connection lost ({reason_code}); retrying")
 
@@ -163,6 +188,7 @@ class MqttConnection:
         return len(self._quick_losses) >= TAKEOVER_LOSSES
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._quick_losses.clear()  # a broker that cannot be reached in between is flapping, not taken over
         self.warn(f"{self.where} unreachable; retrying")
 
     def _on_message(self, client, userdata, message) -> None:
@@ -178,6 +204,8 @@ class MqttConnection:
     def close(self, timeout_s: float = 2.0) -> None:
         """Publish ``offline`` (when connected) and wait for it, then disconnect and stop paho's loop."""
         self._closing = True
+        if self._silence is not None:
+            self._silence.cancel()
         if self.connected:
             info = self.client.publish(self.availability, "offline", qos=1, retain=True)
             try:

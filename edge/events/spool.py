@@ -23,7 +23,8 @@ Promises:
   or one with damaged pages, is renamed ``spool.db.corrupt-<UTC time>`` (one log
   line names it), the events still readable are copied to a fresh database (the
   others counted in ``corrupt``) and the spool starts: it never refuses to.
-* Full disk: ``append`` never raises on a write error (ENOSPC, SQLITE_FULL, I/O).
+* Full disk: ``append`` never raises on a write error (ENOSPC, SQLITE_FULL, I/O), and a disk
+  too full to create the database at start does not stop the spool: it starts in memory.
   The event waits in memory (at most ``OVERFLOW``, past that the oldest dropped
   and counted), with one warning when writes start failing and one info line
   when they work again; every append, ack, ``flush`` and ``close`` retries,
@@ -44,6 +45,7 @@ Example::
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -69,6 +71,13 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event TEX
           "CREATE TABLE IF NOT EXISTS meta (id INTEGER PRIMARY KEY, next INTEGER, dropped INTEGER, corrupt INTEGER)")
 SAVE_META = "INSERT OR REPLACE INTO meta VALUES (0, ?, ?, ?)"
 INSERT = "INSERT INTO events VALUES (?, ?)"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC, or SQLite's SQLITE_FULL ("database or disk is full")."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            or getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+            or "database or disk is full" in str(exc))
 
 
 class SpoolError(MaskwatchError, OSError):
@@ -124,14 +133,21 @@ class Spool:
         except OSError:
             self._lockfile.close()
             raise SpoolError(f"spool {self.folder} is in use by another process") from None
+        self._db: sqlite3.Connection | None = None
         try:
             self._db = self._open()
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
-            if hasattr(self, "_db"):
+            if self._db is not None:
                 self._db.close()
-            self._lockfile.close()
-            raise SpoolError(f"spool {self.folder}: {getattr(exc, 'strerror', None) or exc}") from None
+                self._db = None
+            if not _disk_full(exc):
+                self._lockfile.close()
+                raise SpoolError(f"spool {self.folder}: {getattr(exc, 'strerror', None) or exc}") from None
+            # a full disk at the first start: run with events in memory and open the file when it can be
+            log.warning("spool %s cannot be created (%s): up to %d events wait in memory until it can",
+                        self.folder, exc, OVERFLOW)
+            self._failing = True
         with self._lock:
             self._make_room(0)
             self._write()
@@ -258,6 +274,8 @@ class Spool:
 
         False when the disk refuses (full, I/O error): all of it stays in memory for the next try.
         """
+        if self._db is None and not self._open_late():
+            return False
         delete, counters = self._first > self._deleted_below, (self.dropped, self.corrupt)
         if not self._overflow and not delete and counters == self._saved:
             return True
@@ -282,6 +300,26 @@ class Spool:
         self._overflow_bytes, self._deleted_below, self._saved = 0, self._first, counters
         return True
 
+    def _open_late(self) -> bool:
+        """Open the database that a full disk kept from being made at start; the events in memory keep
+        their order, after any the file already holds. False while the disk still refuses."""
+        waiting, first, counted = list(self._overflow), self._first, (self.dropped, self.corrupt)
+        try:
+            db = self._open()
+        except (OSError, sqlite3.Error):
+            self.dropped, self.corrupt = counted
+            return False
+        self._db = db
+        self.dropped, self.corrupt = self.dropped + counted[0], self.corrupt + counted[1]
+        self._migrate()
+        if self._count:  # the file holds events already: those in memory follow them
+            self._overflow = deque((self._next + i, text, event) for i, (_, text, event) in enumerate(waiting))
+            self._next += len(waiting)
+        else:
+            self._next = max(self._next, waiting[-1][0] + 1 if waiting else first)
+            self._first = self._deleted_below = max(first, self._first) if not waiting else waiting[0][0]
+        return True
+
     # --- delivering -----------------------------------------------------------------------------------
 
     def peek(self, after: int | None = None, limit: int = 100) -> list[Record]:
@@ -290,7 +328,7 @@ class Spool:
             if self.closed:
                 return []
             after, limit = max(self._first - 1, -1 if after is None else after), max(limit, 0)
-            out = [Record(seq, json.loads(text)) for seq, text in self._db.execute(
+            out = [] if self._db is None else [Record(seq, json.loads(text)) for seq, text in self._db.execute(
                 "SELECT seq, event FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))]
             out += [Record(seq, event) for seq, _, event in self._overflow if seq > after][:limit - len(out)]
             return out
@@ -301,8 +339,9 @@ class Spool:
             seq = min(seq, self._next - 1)
             if self.closed or seq < self._first:
                 return 0
-            removed, size = self._db.execute("SELECT count(*), coalesce(sum(length(event)), 0) FROM events "
-                                             "WHERE seq BETWEEN ? AND ?", (self._first, seq)).fetchone()
+            removed, size = (0, 0) if self._db is None else self._db.execute(
+                "SELECT count(*), coalesce(sum(length(event)), 0) FROM events WHERE seq BETWEEN ? AND ?",
+                (self._first, seq)).fetchone()
             self._count, self._bytes = self._count - removed, self._bytes - size
             while self._overflow and self._overflow[0][0] <= seq:
                 self._overflow_bytes -= len(self._overflow.popleft()[1])
@@ -344,7 +383,8 @@ class Spool:
                 if self._overflow:
                     log.warning("spool %s closed with %d events the disk refused: they are lost", self.folder,
                                 len(self._overflow))
-                self._db.close()
+                if self._db is not None:
+                    self._db.close()
                 self._lockfile.close()
         if self.dropped:
             log.warning("spool %s closed with %d events waiting; %d dropped in all because it was full",

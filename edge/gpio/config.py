@@ -33,7 +33,7 @@ class SignalConfig(BaseModel):
     """Which outputs are wired where, and how the incorrect-mask warning blinks and beeps (how long
     an alarm lasts is the ``[decision]`` section's)."""
 
-    model_config = ConfigDict(extra="forbid", title="signal")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, title="signal")
 
     backend: Literal[BACKEND_NAMES] = Field(
         "auto", title="backend",

@@ -21,15 +21,19 @@ from .litert import DELEGATES
 DELEGATE_CHOICES = tuple(DELEGATES)
 
 
+#: More inference threads than any edge board has cores only costs memory (and crashes runtimes at 100000).
+MAX_THREADS = 64
+
+
 class ModelSection(BaseModel):
     """One model file and the runtime that runs it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str = Field(..., description="model file in the manifest, or a path")
     backend: Literal[BACKEND_CHOICES] = Field("auto", description="inference runtime: auto (by file type), "
                                                                   + ", ".join(BACKEND_CHOICES[1:]))
-    threads: int | None = Field(None, ge=1, description="inference threads")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description=f"inference threads (1 to {MAX_THREADS})")
     delegate: Literal[DELEGATE_CHOICES] | None = Field(None, description="LiteRT delegate (default: XNNPACK, built in)")
     providers: list[str] | None = Field(None, description="ONNX Runtime providers in order (default: TensorRT, CUDA, "
                                                           "CPU as available)")

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ConfigError, MaskwatchError
+from ..errors import ConfigError, MaskwatchError, shorten
 from ..image import IMAGE_SUFFIXES
 from ..registry import Entry, Registry
 
@@ -123,17 +123,21 @@ def source_kind(spec: str) -> str:
         return "camera"
     if re.match(r"(rtsps?|https?)://", text, re.IGNORECASE):
         return "stream"
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, say
+        raise SourceError(f"{shorten(text)}: {exc.strerror or exc}") from None
+    if is_dir:
         return "images"
-    if path.is_file():
+    if is_file:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             return "video"
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return "images"
-        raise SourceError(f"{text}: not a video ({' '.join(VIDEO_SUFFIXES)}) or image file")
+        raise SourceError(f"{shorten(text)}: not a video ({' '.join(VIDEO_SUFFIXES)}) or image file")
     if glob.has_magic(text):
         return "images"
-    raise SourceError(f"{text}: no such camera, stream, video file, image file or folder")
+    raise SourceError(f"{shorten(text)}: no such camera, stream, video file, image file or folder")
 
 
 def open_source(spec: str, **options) -> Source:

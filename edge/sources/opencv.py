@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..image import to_bgr8
+from ..image import max_image_pixels, to_bgr8, too_many_pixels
 from . import BaseSource, Frame, SourceError, SourceLost
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ class OpenCVSource(BaseSource):
         for prop, value in self.props.items():
             if not capture.set(prop, value):
                 log.debug("%s: property %s=%s not supported here", self.name, prop, value)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > max_image_pixels():  # refused before any frame is read into the pipeline
+            capture.release()
+            raise SourceError(f"{self.name}: {too_many_pixels(width, height)}")
         self._capture, self._index, self._size = capture, 0, None
 
     def read(self) -> Frame | None:
@@ -96,6 +100,10 @@ class OpenCVSource(BaseSource):
             image = to_bgr8(image, f"{self.name} frame {self._index}")
         except InputError as exc:
             log.warning("%s: frame skipped: %s", self.name, exc)
+            return None
+        height, width = image.shape[:2]
+        if width * height > max_image_pixels():  # a stream whose header said less than it sends
+            log.warning("%s: frame skipped: %s", self.name, too_many_pixels(width, height))
             return None
         if self._size is None:
             self._size = image.shape[:2]
