@@ -1,0 +1,114 @@
+"""Where to look in a frame larger than the detector's input: tiles and their merge, as plain functions.
+
+A frame letterboxed whole into the network shrinks every face by ``input / longest side``; a face
+must reach the network at ``model_min_face_px`` or more (the smallest anchor of the model) to be
+found. The user says the smallest face, in camera pixels, that must be found (``min_face_px``);
+from it follow the tile side (a face of ``min_face_px`` in a tile of that side reaches the network at
+``model_min_face_px``) and the overlap (a face too small for the whole-frame pass must fit whole in
+some tile). Faces the whole-frame pass finds need no tile.
+
+Example::
+
+    plan = plan_grid(1920, 1080, input_size=320, min_face_px=24, model_min_face_px=16)
+    print(plan.describe())  # grid of 5x3 tiles of 480 px (overlap 116 px) + the whole frame: 16 passes
+    keep = merge(boxes, scores, tile_of_box, plan.tiles)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+from .postprocess import nms
+
+#: The most a tile is enlarged on its way into the network: past 2x, upscaling adds no detail to find.
+MAX_UPSCALE = 2.0
+#: A box within this many pixels of a tile's inner edge is cut by it (the face goes on in the next tile).
+EDGE_PX = 2.0
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of one frame size (x1, y1, x2, y2 in frame pixels, int), their side and overlap."""
+
+    tiles: np.ndarray
+    side: int
+    overlap: int
+    frame: tuple[int, int]  #: (width, height)
+
+    def describe(self) -> str:
+        columns = len(np.unique(self.tiles[:, 0]))
+        rows = len(np.unique(self.tiles[:, 1]))
+        return (f"grid of {columns}x{rows} tiles of {self.side} px (overlap {self.overlap} px) + the whole frame: "
+                f"{len(self.tiles) + 1} passes")
+
+
+def _starts(length: int, side: int, overlap: int) -> list[int]:
+    """Tile starts along one axis: every ``side - overlap``, the last flush with the end."""
+    if length <= side:
+        return [0]
+    count = math.ceil((length - overlap) / (side - overlap))
+    step = (length - side) / (count - 1)
+    return [round(i * step) for i in range(count)]
+
+
+def plan_grid(frame_width: int, frame_height: int, input_size: int, min_face_px: float,
+              model_min_face_px: float) -> TilePlan:
+    """Tiles that bring a face of ``min_face_px`` camera pixels to ``model_min_face_px`` at the network's
+    ``input_size``, overlapping by the largest face the whole-frame pass would still miss."""
+    if frame_width < 1 or frame_height < 1:
+        raise ConfigError(f"frame size {frame_width}x{frame_height}: must be at least 1x1")
+    floor = model_min_face_px / MAX_UPSCALE
+    if min_face_px < floor:
+        raise ConfigError(f"min_face_px {min_face_px:g}: the model finds faces of {model_min_face_px:g} px at its "
+                          f"input and tiles are enlarged at most {MAX_UPSCALE:g}x, so at least {floor:g}")
+    side = max(1, int(input_size * min_face_px / model_min_face_px))
+    whole_finds = model_min_face_px * max(frame_width, frame_height) / input_size  # smallest face the whole pass finds
+    overlap = min(side // 2, math.ceil(whole_finds * 1.2))
+    xs = _starts(frame_width, side, overlap)
+    ys = _starts(frame_height, side, overlap)
+    tiles = np.array([(x, y, min(x + side, frame_width), min(y + side, frame_height)) for y in ys for x in xs],
+                     np.int64)
+    return TilePlan(tiles, side, overlap, (frame_width, frame_height))
+
+
+def cut_by_tile(boxes: np.ndarray, tile_of_box: np.ndarray, tiles: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    """(N,) bool: the box touches an edge of its tile that is not the frame's (the face may go on past it).
+    ``tile_of_box`` is -1 for a box of the whole-frame pass, never cut."""
+    cut = np.zeros(len(boxes), bool)
+    inner = tile_of_box >= 0
+    if not inner.any():
+        return cut
+    t = tiles[tile_of_box[inner]].astype(np.float64)
+    b = boxes[inner].astype(np.float64)
+    width, height = frame
+    cut[inner] = (((b[:, 0] - t[:, 0] <= EDGE_PX) & (t[:, 0] > 0)) | ((t[:, 2] - b[:, 2] <= EDGE_PX) & (t[:, 2] < width))
+                  | ((b[:, 1] - t[:, 1] <= EDGE_PX) & (t[:, 1] > 0)) | ((t[:, 3] - b[:, 3] <= EDGE_PX) & (t[:, 3] < height)))
+    return cut
+
+
+def merge(boxes: np.ndarray, scores: np.ndarray, tile_of_box: np.ndarray, plan: TilePlan,
+          iou_threshold: float = 0.4) -> np.ndarray:
+    """Indices of the detections to keep, best first, from boxes of every pass in frame pixels.
+
+    A box cut by an inner tile edge is dropped when a box not cut (from another tile or the whole
+    frame) covers half of it or more: that one holds the whole face. Then NMS across all passes,
+    so one face gives one box.
+    """
+    if not len(boxes):
+        return np.zeros(0, np.int64)
+    boxes = np.asarray(boxes, np.float32)
+    cut = cut_by_tile(boxes, np.asarray(tile_of_box), plan.tiles, plan.frame)
+    whole = boxes[~cut]
+    keep = np.ones(len(boxes), bool)
+    for i in np.flatnonzero(cut):
+        b = boxes[i]
+        inter_w = np.clip(np.minimum(b[2], whole[:, 2]) - np.maximum(b[0], whole[:, 0]), 0, None)
+        inter_h = np.clip(np.minimum(b[3], whole[:, 3]) - np.maximum(b[1], whole[:, 1]), 0, None)
+        area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
+        if len(whole) and float((inter_w * inter_h / area).max()) >= 0.5:
+            keep[i] = False
+    candidates = np.flatnonzero(keep)
+    return candidates[nms(boxes[candidates], np.asarray(scores, np.float32)[candidates], iou_threshold)]
