@@ -231,7 +231,7 @@ def plot(document: dict, path: Path) -> None:
     height = 60 + len(rows) * (bar + 18) + 40
     image = np.full((height, width, 3), 255, np.uint8)
     longest = max((sum(r["stages"][s]["median_ms"] for s in stages) for r in rows), default=1.0)
-    scale = (width - left - 120) / longest
+    scale = (width - left - 200) / longest  # room for the label after the longest bar
     cv2.putText(image, "median latency per stage (ms, stacked), 640x480 frame, 5 faces; whole frame's median in brackets",
                 (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
     for i, r in enumerate(rows):
