@@ -55,11 +55,10 @@ def _glob(pattern: str) -> list[Path]:
     import glob
 
     parts = Path(pattern).parts
-    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
-    root, rest = Path(*parts[:first]) if first else Path("."), Path(*parts[first:]) if first < len(parts) else None
-    if rest is None:
-        return [root] if root.exists() else []
-    return list(root.glob(str(rest)))
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    if first is None:  # no pattern at all: a path that is neither a file nor a folder
+        return []
+    return list(Path(*parts[:first]).glob(str(Path(*parts[first:]))))
 
 
 def expand_images(specs) -> list[Path]:

@@ -77,6 +77,8 @@ class Pipeline:
         self.indicator, self.events, self.preview = indicator, events, preview
         self.device_id, self.clock = device_id, clock
         self.crops = crops  #: only when the config asks: face crops are otherwise never written
+        #: a saved crop is what the classifier reads: its box and margin; with no crop classifier, the box itself
+        self.crop_margin = classifier.margin if classifier is not None else 0.0
         self.stats = RunStats()
         self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
         self.stale_after_s = stale_after_s  #: seconds without a frame after which nobody counts as seen
@@ -174,7 +176,7 @@ class Pipeline:
             best = int(p.argmax())
             labelled.append((self.labels[best], float(p[best])))
             if self.crops is not None:
-                self.crops.save(frame, track, self.labels[best], self.classifier.margin)
+                self.crops.save(frame, track, self.labels[best], self.crop_margin)
         return labelled
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:

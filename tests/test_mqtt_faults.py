@@ -132,6 +132,7 @@ class FakeBroker:
         self.accepted = 0
         self._stop = threading.Event()
         self._held: list[socket.socket] = []
+        self._server = self._listen()  # bound before the client's first try
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -144,7 +145,7 @@ class FakeBroker:
         return server
 
     def _serve(self) -> None:
-        server = self._listen()
+        server = self._server
         deadline = time.monotonic() + 60  # bounded, whatever the client does
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -163,11 +164,14 @@ class FakeBroker:
                     conn.sendall(bytes([0x20, 0x02, 0x00, 0x00]))
                 time.sleep(0.2)
                 conn.close()
-                server.close()
                 if self.accepted >= self.cycles:
-                    return
+                    break
+                # Down for 1.5 s, keeping the port bound: on Linux shutdown() stops listening but
+                # holds an explicitly bound port, so the client's retries (or another test) cannot
+                # take it as their own ephemeral port meanwhile.
+                server.shutdown(socket.SHUT_RDWR)
                 self._stop.wait(1.5)
-                server = self._listen()
+                server.listen()
         server.close()
 
     def close(self) -> None:

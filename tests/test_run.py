@@ -229,3 +229,11 @@ def test_flags_override_only_the_keys_they_name(tmp_path):
     assert mqtt_config.mqtt.client_id == "gate-2"
     assert (mqtt_config.jsonl.path, mqtt_config.jsonl.max_bytes, mqtt_config.jsonl.backups) == (
         tmp_path / "new.jsonl", 4096, 2)
+
+
+def test_crops_are_saved_when_the_mask_head_alone_reads_the_faces(tmp_path):
+    """Rule ``detector`` runs no crop classifier: the saved crop is the detector's box itself."""
+    crops = tmp_path / "crops"
+    run(load_config(None, {"signal.backend": "none", "device_id": "p", "classifier.rule": "detector",
+                           "privacy.save_crops": True, "privacy.crops_dir": str(crops)}), max_frames=12)
+    assert sorted(crops.iterdir())

@@ -19,6 +19,7 @@ from .config import BACKENDS, HARDWARE_BACKENDS, SignalConfig
 
 log = logging.getLogger(__name__)
 
+
 def backend_class(name: str):
     """The class of backend ``name``; an unknown name is a one-line ConfigError."""
     return BACKENDS.load(name)
