@@ -10,15 +10,13 @@ import logging
 import signal as signals
 import threading
 
-from .classifier import MaskClassifier
 from .config import Config
 from .crops import CropWriter
 from .decision import Decision
 from .deploy.watchdog import Watchdog
-from .detector import FaceDetector
 from .errors import InputError
 from .events import open_sinks, status_event
-from .mask_state import MaskRule
+from .face_reader import FaceReader
 from .pipeline import Pipeline, RunStats
 from .preview import VideoPreview, open_preview
 from .gpio import Indicator
@@ -37,9 +35,7 @@ class StoppedDuringStartup(BaseException):
 
 def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
     """Models, tracker, indicator, sinks and preview, all built before the first frame."""
-    detector = FaceDetector.from_config(config.detector, config.models_dir)
-    mask_rule = MaskRule(config.classifier.rule, config.classifier.small_face_px)
-    classifier = MaskClassifier.from_config(config.classifier, config.models_dir) if mask_rule.needs_crop else None
+    reader = FaceReader.from_config(config.detector, config.classifier, config.models_dir)
     signal_config = config.signal
     if signal_config.backend == "mock" and not signal_config.pins:
         signal_config = signal_config.model_copy(update=MOCK_WIRING)
@@ -56,9 +52,9 @@ def build_pipeline(config: Config, print_events: bool = False) -> Pipeline:
         for part in parts:
             part.close()
         raise
-    return Pipeline(detector, classifier, Tracker(config.tracker), indicator, events, config.device_id,
+    return Pipeline(reader, Tracker(config.tracker), indicator, events, config.device_id,
                     preview=preview, summary_interval_s=config.events.summary_interval_s, crops=crops,
-                    mask_rule=mask_rule, stale_after_s=config.source.stale_after_s,
+                    stale_after_s=config.source.stale_after_s,
                     decision=Decision.from_config(config.decision))
 
 

@@ -28,6 +28,7 @@ from .manifest import Manifest
 from .postprocess import AnchorConfig, PostprocessSettings, RetinaFaceDecoder
 from .runtimes import load_runtime, to_input
 from .runtimes.config import ModelSection
+from .tiling import TilingConfig
 
 #: The shipped detector used when none is named: the mask-aware RetinaFace fine-tuned on street scenes,
 #: int8, 320 px (models/retinaface_mask_mnv2.md); the wheel's own detector is retinaface_mnv2_*.
@@ -47,6 +48,8 @@ class DetectorConfig(ModelSection):
     iou_threshold: float = Field(PostprocessSettings.iou_threshold, gt=0, lt=1, description="NMS overlap threshold")
     input_size: int | None = Field(None, ge=32, le=MAX_INPUT_SIZE,
                                    description=f"longest input side for dynamic-shape models (32 to {MAX_INPUT_SIZE})")
+    tiling: TilingConfig = Field(default_factory=TilingConfig, description="looking closer at frames larger than the "
+                                                                           "input: tiles, regions around tracks")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,22 @@ class FaceDetector:
         return cls(section.model, backend=section.backend, threads=section.threads, settings=settings,
                    input_size=section.input_size, models_dir=models_dir, **section.runtime_options())
 
+    @property
+    def min_face_px(self) -> float:
+        """The smallest face, in input pixels, this model is built to find: its smallest anchor."""
+        return float(min(min(level) for level in self.decoder.anchor_config.min_sizes))
+
+    @property
+    def iou_threshold(self) -> float:
+        """The NMS overlap threshold, also used to merge the boxes of several passes."""
+        return self.decoder.settings.iou_threshold
+
+    @property
+    def nominal_input(self) -> int:
+        """The input's longest side: the file's fixed size, or the one set for a dynamic-shape model."""
+        _, h, w, _ = self.runtime.input_shape
+        return int(max(h, w)) if h and w and not self.entry.dynamic else self.input_size
+
     def input_shape_for(self, height: int, width: int) -> tuple[int, int]:
         """Model input (height, width) used for a frame of this size."""
         _, h, w, _ = self.runtime.input_shape if not self.entry.dynamic else (None, None, None, None)
@@ -122,12 +141,30 @@ class FaceDetector:
     def detect(self, frame_bgr: np.ndarray) -> Faces:
         """Faces in one BGR frame of any size."""
         tensor, box = self.prepare(frame_bgr)
-        heads = self.raw(tensor)
+        return self._faces(self.raw(tensor), box, np.asarray(frame_bgr).shape[:2])
+
+    @property
+    def batches(self) -> bool:
+        """Whether the runtime takes several images in one call (a model with a free batch dimension)."""
+        return self.runtime.input_shape[0] is None
+
+    def detect_many(self, frames_bgr: list[np.ndarray]) -> list[Faces]:
+        """Faces in each of several frames: one runtime call for all of them when the model has a free
+        batch dimension and they letterbox to one input size, else one call each."""
+        prepared = [self.prepare(frame) for frame in frames_bgr]
+        if len(prepared) < 2 or not self.batches or len({p[0].shape for p in prepared}) != 1:
+            return [self._faces(self.raw(t), b, np.asarray(f).shape[:2]) for (t, b), f in zip(prepared, frames_bgr)]
+        out = self.runtime.run(np.concatenate([t for t, _ in prepared]))
+        return [self._faces({kind: np.concatenate([out[n][i] for n in names]) for kind, names in self._outputs.items()},
+                            box, np.asarray(frame).shape[:2])
+                for i, ((_, box), frame) in enumerate(zip(prepared, frames_bgr))]
+
+    def _faces(self, heads: dict[str, np.ndarray], box, frame_shape: tuple[int, int]) -> Faces:
         rows = self.decoder(heads["bbox"], heads["landmark"], heads["class"], box.input_height, box.input_width,
                             mask=heads.get("mask"))
         if not len(rows):
             return Faces.empty(None if self.labels is None else len(self.labels))
-        h, w = np.asarray(frame_bgr).shape[:2]
+        h, w = frame_shape
         boxes = box.to_frame(rows[:, :4])
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)

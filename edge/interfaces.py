@@ -1,6 +1,7 @@
 """The seams of the pipeline: what it needs from each part it is given, as small Protocols.
 
-The shipped parts (``FaceDetector``, ``MaskClassifier``, ``gpio.Indicator``,
+The shipped parts (``FaceDetector`` and ``MaskClassifier``, which the face reader joins,
+``gpio.Indicator``,
 the sinks of ``events``, the previews) satisfy them; so does anything else with
 the same methods, which is how a new runtime, output or sink plugs in without
 touching the pipeline.
@@ -19,11 +20,17 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Detector(Protocol):
-    """Finds faces in a BGR frame; ``labels`` names the columns of ``Faces.mask`` (None: no mask head)."""
+    """Finds faces in BGR frames; ``labels`` names the columns of ``Faces.mask`` (None: no mask head).
+    ``min_face_px`` (at its input), ``nominal_input`` (its input's side) and ``iou_threshold`` let the
+    face reader plan tiles and merge them."""
 
     labels: list[str] | None
+    min_face_px: float
+    nominal_input: int
+    iou_threshold: float
 
     def detect(self, frame_bgr: np.ndarray) -> "Faces": ...
+    def detect_many(self, frames_bgr: list[np.ndarray]) -> "list[Faces]": ...
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The frame's journey, top to bottom: source -> detect -> track (crop and classify the faces due) -> decide
 -> signal/publish -> preview.
 
-Everything the pipeline touches is injected (detector, classifier, tracker,
+Everything the pipeline touches is injected (the face reader, tracker,
 decision, indicator, event sink, preview), built once before the first frame.
 The scene's state has one owner, the :class:`~maskwatch.edge.decision.Decision`:
 when it changes the pipeline publishes a ``state`` event and shows it on the
@@ -9,7 +9,7 @@ indicator; the preview draws it and the MQTT sink turns it into its state topics
 
 Example::
 
-    pipeline = Pipeline(FaceDetector.from_config(config.detector), MaskClassifier.from_config(config.classifier),
+    pipeline = Pipeline(FaceReader.from_config(config.detector, config.classifier),
                         Tracker(config.tracker), indicator, sink, device_id="pole-7",
                         decision=Decision.from_config(config.decision))
     with pipeline:
@@ -28,9 +28,9 @@ import numpy as np
 from .crops import CropWriter
 from .decision import Decision, DecisionConfig, StateChange, scene_state
 from .events import SummaryCounter, state_event, status_event, track_event
-from .interfaces import Classifier, Detector, EventSink, Indicator, Preview
+from .interfaces import EventSink, Indicator, Preview
 from .detector import Faces
-from .mask_state import MaskRule
+from .face_reader import FaceReader
 from .tracker import Track, Tracker
 
 log = logging.getLogger(__name__)
@@ -64,21 +64,16 @@ class RunStats:
 class Pipeline:
     """One camera's pipeline; ``process(frame)`` handles a frame, ``run(source)`` a whole stream."""
 
-    def __init__(self, detector: Detector, classifier: Classifier | None, tracker: Tracker, indicator: Indicator,
+    def __init__(self, reader: FaceReader, tracker: Tracker, indicator: Indicator,
                  events: EventSink, device_id: str, preview: Preview | None = None, summary_interval_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, crops: CropWriter | None = None,
-                 mask_rule: MaskRule | None = None, stale_after_s: float = 3.0, decision: Decision | None = None):
-        self.detector, self.classifier, self.tracker = detector, classifier, tracker
+                 stale_after_s: float = 3.0, decision: Decision | None = None):
+        self.reader, self.tracker = reader, tracker
         self.decision = decision or Decision.from_config(DecisionConfig())
-        self.mask_rule = mask_rule or MaskRule()  #: how crop classifier and mask head make a face's label
-        self.mask_rule.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
-                                   str(getattr(detector, "path", "the detector")))
-        self.labels = list(classifier.labels if classifier is not None else detector.labels)
+        self.labels = reader.labels
         self.indicator, self.events, self.preview = indicator, events, preview
         self.device_id, self.clock = device_id, clock
         self.crops = crops  #: only when the config asks: face crops are otherwise never written
-        #: a saved crop is what the classifier reads: its box and margin; with no crop classifier, the box itself
-        self.crop_margin = classifier.margin if classifier is not None else 0.0
         self.stats = RunStats()
         self.summary = SummaryCounter(summary_interval_s, device_id=device_id, clock=clock)
         self.stale_after_s = stale_after_s  #: seconds without a frame after which nobody counts as seen
@@ -86,6 +81,7 @@ class Pipeline:
         self._stale = False
         self._closed = False
         self._publish_failures: set[str] = set()
+        self._schedules: dict[tuple[int, int], object] = {}  #: video tile schedule per frame size
 
     def _publish(self, event: dict) -> None:
         """Hand ``event`` to the sinks. A sink that fails never stops detection or the outputs: the
@@ -149,7 +145,7 @@ class Pipeline:
             self._publish(status_event("frames_resumed", device_id=self.device_id,
                                        detail=f"after {now - self._last_frame:.1f} s without a frame"))
         self._last_frame = now
-        faces = self.detector.detect(frame.image)
+        faces = self._detect(frame.image, now)
         update = self.tracker.step(faces.boxes, faces.scores, frame.index,
                                    classify=lambda due: self._classify(frame, faces, due))
         for kind, tracks in (("new", update.new), ("update", update.changed), ("end", update.ended)):
@@ -166,17 +162,27 @@ class Pipeline:
         self.stats.classified += len(update.classified)
         return FrameResult(frame.index, faces, update.seen, self.decision.state, len(update.classified))
 
+    def _detect(self, image, now: float) -> Faces:
+        """Faces in a frame: with a tile budget (``detector.tiling.tiles_per_frame``) the schedule picks the
+        windows, the tracker carrying faces between looks; without one, every tile, every frame."""
+        size = (image.shape[1], image.shape[0])
+        if size not in self._schedules:
+            self._schedules[size] = self.reader.schedule(*size)
+        schedule = self._schedules[size]
+        if schedule is None:
+            return self.reader.detect(image)
+        return self.reader.detect(image, schedule.windows(image, [t.box for t in self.tracker.tracks.values()], now))
+
     def _classify(self, frame, faces: Faces, due: list[Track]) -> list[tuple[str, float]]:
         """A label and its probability for each track of ``due``, by the mask rule; crops saved when asked."""
         boxes = np.stack([t.box for t in due])
-        crop = self.classifier.classify_faces(frame.image, boxes) if self.mask_rule.needs_crop else None
         head = None if faces.mask is None else faces.mask[[t.detection for t in due]]
         labelled = []
-        for track, p in zip(due, self.mask_rule.combine(crop, head, boxes)):
+        for track, p in zip(due, self.reader.classify(frame.image, boxes, head)[1]):
             best = int(p.argmax())
             labelled.append((self.labels[best], float(p[best])))
             if self.crops is not None:
-                self.crops.save(frame, track, self.labels[best], self.crop_margin)
+                self.crops.save(frame, track, self.labels[best], self.reader.crop_margin)
         return labelled
 
     def run(self, source, max_frames: int | None = None, stop=None, on_frame=None) -> RunStats:

@@ -19,29 +19,22 @@ import sys
 
 import numpy as np
 
+from .face_reader import FaceReader
 from .image import ReadableImages
-from .mask_state import MaskRule
 
 
 class ImagePredictor:
-    """Detector + classifier on one image; every detected face is read (no tracking).
+    """A :class:`~maskwatch.edge.face_reader.FaceReader` on one image at a time; every face is read (no tracking)."""
 
-    ``classifier`` may be None when the mask rule reads the detector's mask head alone.
-    """
-
-    def __init__(self, detector, classifier, mask_rule: MaskRule | None = None):
-        self.detector, self.classifier = detector, classifier
-        self.mask_rule = mask_rule or MaskRule()
-        self.mask_rule.check_detector(getattr(detector, "labels", None), getattr(classifier, "labels", None),
-                                   str(getattr(detector, "path", "the detector")))
-        self.labels: list[str] = list(classifier.labels if classifier is not None else detector.labels)
+    def __init__(self, reader: FaceReader):
+        self.reader = reader
+        self.labels: list[str] = reader.labels
 
     def read(self, image_bgr: np.ndarray):
         """``(faces, crop, probabilities)``: the faces, the crop classifier's probabilities (None when
         the rule does not run it) and the rule's, each (N, K)."""
-        faces = self.detector.detect(image_bgr)
-        crop = self.classifier.classify_faces(image_bgr, faces.boxes) if self.mask_rule.needs_crop else None
-        return faces, crop, self.mask_rule.combine(crop, faces.mask, faces.boxes)
+        reading = self.reader.read(image_bgr)
+        return reading.faces, reading.crop, reading.probabilities
 
     def predict(self, image_bgr: np.ndarray) -> list[dict]:
         faces, crop, probabilities = self.read(image_bgr)

@@ -7,26 +7,53 @@ from it follow the tile side (a face of ``min_face_px`` in a tile of that side r
 ``model_min_face_px``) and the overlap (a face too small for the whole-frame pass must fit whole in
 some tile). Faces the whole-frame pass finds need no tile.
 
+The ``[detector.tiling]`` config section (:class:`TilingConfig`) says when to tile: ``off`` (one
+whole-frame pass), ``grid`` (the whole frame plus every tile) or ``auto`` (tiles only when the frame
+is larger than one tile, so a face of ``min_face_px`` would shrink below what the model finds).
+
 Example::
 
     plan = plan_grid(1920, 1080, input_size=320, min_face_px=24, model_min_face_px=16)
     print(plan.describe())  # grid of 5x3 tiles of 480 px (overlap 116 px) + the whole frame: 16 passes
-    keep = merge(boxes, scores, tile_of_box, plan.tiles)
+    keep = merge(boxes, scores, tile_of_box, plan.tiles, plan.frame)
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError
 from .postprocess import nms
+
+TILING_MODES = ("off", "grid", "auto")
+#: The smallest face, in camera pixels, that tiling looks for unless told: the 320 px model then looks at
+#: 360 px tiles (33 passes on a 1080p frame). docs/camera-resolution.md has the measured choice.
+MIN_FACE_PX = 18.0
 
 #: The most a tile is enlarged on its way into the network: past 2x, upscaling adds no detail to find.
 MAX_UPSCALE = 2.0
 #: A box within this many pixels of a tile's inner edge is cut by it (the face goes on in the next tile).
 EDGE_PX = 2.0
+
+
+class TilingConfig(BaseModel):
+    """The ``[detector.tiling]`` config section: when and how closely the detector looks at a large frame."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    mode: Literal[TILING_MODES] = Field("auto", description="off: the whole frame in one pass; grid: the whole "
+                                        "frame plus overlapping tiles; auto: tiles only for frames larger than one tile")
+    min_face_px: float = Field(MIN_FACE_PX, gt=0, le=4096, description="smallest face, in camera pixels, that must be "
+                               "found; the tile size follows from it and from the smallest face the model finds")
+    tiles_per_frame: int | None = Field(4, ge=1, le=1024, description="video (run): most grid tiles looked at in "
+                                        "one frame besides the whole frame and the tiles holding small tracked faces "
+                                        "(the tile count or more: every tile, every frame)")
+    refresh_s: float = Field(1.0, gt=0, le=3600, description="video (run) with tiles_per_frame: every tile is looked "
+                             "at least this often; tiles with motion since their last look go first")
 
 
 @dataclass(frozen=True)
@@ -89,9 +116,10 @@ def cut_by_tile(boxes: np.ndarray, tile_of_box: np.ndarray, tiles: np.ndarray, f
     return cut
 
 
-def merge(boxes: np.ndarray, scores: np.ndarray, tile_of_box: np.ndarray, plan: TilePlan,
+def merge(boxes: np.ndarray, scores: np.ndarray, tile_of_box: np.ndarray, tiles: np.ndarray, frame: tuple[int, int],
           iou_threshold: float = 0.4) -> np.ndarray:
-    """Indices of the detections to keep, best first, from boxes of every pass in frame pixels.
+    """Indices of the detections to keep, best first, from boxes of every pass in frame pixels;
+    ``tile_of_box`` indexes ``tiles`` (the windows looked at), -1 for the whole-frame pass.
 
     A box cut by an inner tile edge is dropped when a box not cut (from another tile or the whole
     frame) covers half of it or more: that one holds the whole face. Then NMS across all passes,
@@ -100,7 +128,7 @@ def merge(boxes: np.ndarray, scores: np.ndarray, tile_of_box: np.ndarray, plan: 
     if not len(boxes):
         return np.zeros(0, np.int64)
     boxes = np.asarray(boxes, np.float32)
-    cut = cut_by_tile(boxes, np.asarray(tile_of_box), plan.tiles, plan.frame)
+    cut = cut_by_tile(boxes, np.asarray(tile_of_box), np.asarray(tiles), frame)
     whole = boxes[~cut]
     keep = np.ones(len(boxes), bool)
     for i in np.flatnonzero(cut):

@@ -129,17 +129,32 @@ def test_no_face_image_is_written_unless_the_config_asks(tmp_path, monkeypatch):
 
 def test_run_tells_systemd_it_is_ready_and_alive(tmp_path, monkeypatch):
     import socket
+    import threading
 
     path = tmp_path / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
-    server.settimeout(0.5)  # the messages are already queued when run() returns
+    server.settimeout(0.5)
+    messages, done = [], threading.Event()
+
+    def drain():  # read while the run sends: a datagram socket's queue is short, a full one blocks the sender
+        while not done.is_set():
+            try:
+                messages.append(server.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     monkeypatch.setenv("WATCHDOG_USEC", "200000")
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    run(load_config(None, {"signal.backend": "none", "device_id": "p"}), max_frames=30)
-    messages = []
     try:
+        run(load_config(None, {"signal.backend": "none", "device_id": "p"}), max_frames=30)
+    finally:
+        done.set()
+        reader.join(5)
+    try:  # what was sent as the run ended
         while True:
             messages.append(server.recv(4096).decode())
     except socket.timeout:

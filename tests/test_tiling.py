@@ -42,7 +42,7 @@ def test_a_face_across_an_inner_tile_edge_gives_one_box():
     cut = face.copy()
     cut[2] = left[2]                                                        # what the left tile sees of it
     boxes = np.stack([cut, face])                                           # the middle tile sees it whole
-    keep = merge(boxes, np.array([0.95, 0.9]), np.array([0, 1]), plan)
+    keep = merge(boxes, np.array([0.95, 0.9]), np.array([0, 1]), plan.tiles, plan.frame)
     assert keep.tolist() == [1]          # the whole face, although the cut one scored higher
 
 
@@ -51,6 +51,6 @@ def test_two_faces_side_by_side_in_one_tile_both_stay_and_duplicates_of_the_whol
     a = [100, 100, 140, 150]
     b = [150, 100, 190, 150]
     boxes = np.array([a, b, a], np.float32)
-    keep = merge(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, -1]), plan)   # -1: the whole-frame pass
+    keep = merge(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, -1]), plan.tiles, plan.frame)   # -1: the whole-frame pass
     assert sorted(keep.tolist()) == [0, 1]
-    assert merge(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), plan).shape == (0,)
+    assert merge(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), plan.tiles, plan.frame).shape == (0,)

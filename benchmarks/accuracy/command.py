@@ -10,7 +10,9 @@ from maskwatch.edge.commands.options import output
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from maskwatch.benchmarks.accuracy.packing import parse_frame_size
     from maskwatch.benchmarks.variants import default_variant
+    from maskwatch.edge.commands.options import tiling_options
     from maskwatch.edge.mask_state import SMALL_FACE_PX
 
     parser.description = ("Score model variants side by side; prints tables, writes JSON. A variant that cannot run "
@@ -29,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: crop; the others need a mask-aware detector)")
     parser.add_argument("--small-face-px", type=float, default=SMALL_FACE_PX,
                         help="face size of the 'size' rule (default: %(default)s)")
+    parser.add_argument("--frame-size", type=parse_frame_size, default=None, metavar="WxH",
+                        help="with --voc: pack the scenes at their native pixels onto frames of this size (e.g. "
+                             "1920x1080), as a pole camera sees them, and score those frames")
+    tiling_options(parser, several=True)
     parser.add_argument("--json", type=Path, default=None, help="write all figures here")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
     parser.set_defaults(handler=evaluate)
@@ -64,11 +70,14 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _score_variant(name: str, args: argparse.Namespace, rules: list[str]) -> dict:
-    """``{key: figures}`` for one variant (one key per mask rule scored)."""
-    from maskwatch.benchmarks.accuracy.evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, scene_figures
+    """``{key: figures}`` for one variant: one key per mask rule and tiling mode scored."""
+    from maskwatch.benchmarks.accuracy.evaluate import (EVAL_THRESHOLD, crop_figures, packed_figures,
+                                                        predictor_process, scene_figures)
     from maskwatch.benchmarks.variants import VARIANTS
     from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
+    from maskwatch.edge.commands.options import tiling_section
     from maskwatch.edge.detector import DetectorConfig, FaceDetector
+    from maskwatch.edge.face_reader import FaceReader
     from maskwatch.edge.mask_state import MaskRule
     from maskwatch.edge.predict import ImagePredictor
 
@@ -84,6 +93,10 @@ def _score_variant(name: str, args: argparse.Namespace, rules: list[str]) -> dic
         if mask_rule.needs_detector and detector.labels is None:  # a face-only detector: crop only
             print(f"({name} has no mask head: rule {rule} not scored)", file=sys.stderr)
             continue
-        results[name if rules == ["crop"] else f"{name}/{rule}"] = scene_figures(
-            predictor_process(ImagePredictor(detector, classifier, mask_rule)), args.voc, args.split, args.val_fold)
+        for mode in args.tiling:
+            reader = FaceReader(detector, classifier, mask_rule, tiling_section(args, mode))
+            process = predictor_process(ImagePredictor(reader))
+            key = name + ("" if rules == ["crop"] else f"/{rule}") + ("" if len(args.tiling) == 1 else f" tiling={mode}")
+            results[key] = (packed_figures(process, args.voc, args.frame_size, args.split, args.val_fold)
+                            if args.frame_size else scene_figures(process, args.voc, args.split, args.val_fold))
     return results

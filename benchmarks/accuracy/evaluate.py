@@ -26,7 +26,7 @@ EVAL_THRESHOLD = 0.02
 
 def voc_split(root: Path, split: str, val_fold: int = 0):
     """Annotations of the images on ``split`` (train, val or all; val is fold ``val_fold``)."""
-    annotations = load_voc_folder(root)
+    annotations = load_voc_folder(root, CLASS_ALIASES)
     chosen = [a for a in annotations if split == "all" or split_of(root / "images" / a.filename, val_fold) == split]
     if not chosen:
         raise InputError(f"{root}: no annotated images on the {split} side of the split")
@@ -45,6 +45,24 @@ def predict_scenes(process, root: Path, annotations) -> dict:
 def scene_figures(process, root: Path, split: str = "val", val_fold: int = 0) -> dict:
     annotations = voc_split(Path(root), split, val_fold)
     return evaluate_detections(annotations, predict_scenes(process, Path(root), annotations))
+
+
+def packed_figures(process, root: Path, frame: tuple[int, int], split: str = "val", val_fold: int = 0) -> dict:
+    """:func:`scene_figures` with the scenes packed at their native pixels onto frames of ``frame`` (width,
+    height) (:mod:`maskwatch.benchmarks.accuracy.packing`), as a pole camera would see them."""
+    from maskwatch.benchmarks.accuracy.packing import pack_scenes
+
+    root = Path(root)
+    truth, predictions, scenes = [], {}, 0
+    for packed in pack_scenes(voc_split(root, split, val_fold), root / "images", frame):
+        scenes += len(packed.scenes)
+        boxes, scores, labels = process(packed.image)
+        truth.append(packed.annotation)
+        predictions[packed.annotation.filename] = {"boxes": boxes, "scores": scores, "labels": labels}
+    figures = evaluate_detections(truth, predictions)
+    figures["frame_size"] = list(frame)
+    figures["scenes"] = scenes
+    return figures
 
 
 def predictor_process(predictor):

@@ -85,7 +85,9 @@ def accuracy(baseline: TensorFlowPipeline, document: dict, voc) -> dict:
     from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
     from maskwatch.edge.detector import DetectorConfig, FaceDetector
     from maskwatch.benchmarks.accuracy.evaluate import EVAL_THRESHOLD, predictor_process, scene_figures
+    from maskwatch.edge.face_reader import FaceReader
     from maskwatch.edge.predict import ImagePredictor
+    from maskwatch.edge.tiling import TilingConfig
     from maskwatch.benchmarks.variants import VARIANTS
 
     def process(image):
@@ -101,7 +103,8 @@ def accuracy(baseline: TensorFlowPipeline, document: dict, voc) -> dict:
         detector_file, classifier_file, size = VARIANTS[r["variant"]]
         detector = FaceDetector.from_config(DetectorConfig(model=detector_file, input_size=size,
                                                            score_threshold=EVAL_THRESHOLD))
-        predictor = ImagePredictor(detector, MaskClassifier.from_config(ClassifierConfig(model=classifier_file)))
+        classifier = MaskClassifier.from_config(ClassifierConfig(model=classifier_file))
+        predictor = ImagePredictor(FaceReader(detector, classifier, tiling=TilingConfig(mode="off")))  # as the baseline
         figures[r["variant"]] = scene_figures(predictor_process(predictor), voc)["all"]
     keep = ("map_3class", "map_2class", "face_ap")
     summary = {name: {k: f[k] for k in keep} for name, f in figures.items()}

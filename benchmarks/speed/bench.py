@@ -16,7 +16,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from maskwatch.benchmarks.variants import VARIANTS
+from maskwatch.edge.tiling import MIN_FACE_PX
 
 STAGES = ("decode", "letterbox", "detect", "postprocess", "classify_face", "track", "frame")
 FACES = 5
@@ -36,6 +37,11 @@ class BenchConfig:
     clip_frames: int = 300
     threads: int | None = os.cpu_count()
     video: str | None = None
+    frame_size: list[int] | None = None  #: [width, height]: also measure tiling on frames of this size
+    tiling: list[str] = field(default_factory=lambda: ["off", "grid"])
+    min_face_px: float = MIN_FACE_PX
+    tiles_per_frame: int | None = None  #: the video schedule's budget (default: every tile once a second at 10 fps)
+    voc: str | None = None  #: scenes packed at native pixels make the large frame (default: a synthetic one)
 
 
 def five_face_frame() -> np.ndarray:
@@ -67,14 +73,97 @@ def timed(function, config: BenchConfig) -> dict:
     return summary(samples)
 
 
+def small_faces_frame(width: int, height: int) -> np.ndarray:
+    """A BGR frame of a camera's size holding the sample face at distant sizes (16 to 64 px tall) in a grid."""
+    from maskwatch.edge.sample import sample_image
+
+    photo = cv2.imread(str(sample_image()))
+    face = photo[30:210, 150:300]
+    frame = np.full((height, width, 3), 80, np.uint8)
+    sizes = (16, 20, 24, 32, 40, 48, 64)
+    step = 110
+    for i, y in enumerate(range(20, height - 80, step)):
+        for j, x in enumerate(range(20, width - 80, step)):
+            size = sizes[(i + j) % len(sizes)]
+            small = cv2.resize(face, (round(size * 150 / 180), size), interpolation=cv2.INTER_AREA)
+            frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+def large_frame(config: BenchConfig) -> tuple[np.ndarray, str]:
+    """The large frame to measure on and what it is: the first of the ``voc`` val scenes packed at their
+    native pixels, or :func:`small_faces_frame`."""
+    width, height = config.frame_size
+    if config.voc:
+        from maskwatch.benchmarks.accuracy.evaluate import voc_split
+        from maskwatch.benchmarks.accuracy.packing import pack_scenes
+
+        packed = next(pack_scenes(voc_split(Path(config.voc), "val"), Path(config.voc) / "images", (width, height)))
+        return packed.image, f"{len(packed.scenes)} {Path(config.voc).name} val scenes packed at native pixels"
+    return small_faces_frame(width, height), "the sample face at 16-64 px in a grid"
+
+
+def measure_tiling(detector, classifier, config: BenchConfig) -> dict:
+    """Tiles per frame, per-tile and per-frame latency, frame rate and faces found on a large frame, for each
+    tiling mode; then the video schedule (a tile budget per frame) over ``clip_frames`` frames."""
+    from maskwatch.edge.events import Fanout
+    from maskwatch.edge.face_reader import FaceReader
+    from maskwatch.edge.gpio import Indicator
+    from maskwatch.edge.pipeline import Pipeline
+    from maskwatch.edge.sources import Frame
+    from maskwatch.edge.tiling import TilingConfig
+    from maskwatch.edge.tracker import Tracker
+
+    frame, what = large_frame(config)
+    height, width = frame.shape[:2]
+    few = BenchConfig(warmup=2, repeats=max(5, config.repeats // 10))
+    modes = {}
+    for mode in config.tiling:
+        reader = FaceReader(detector, classifier, tiling=TilingConfig(mode=mode, min_face_px=config.min_face_px))
+        plan = reader.plan(width, height)
+        tiles = plan.tiles if plan is not None else np.zeros((0, 4), np.int64)
+        crops = [frame[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles]
+        result = {"passes": 1 + len(tiles), "plan": plan.describe() if plan else "the whole frame only",
+                  "faces": len(reader.detect(frame)),
+                  "detect_frame": timed(lambda: reader.detect(frame), few),
+                  "read_frame": timed(lambda: reader.read(frame), few)}
+        if crops:
+            result["tile_loop"] = timed(lambda: [detector.detect(c) for c in crops], few)
+            result["tile_loop"]["per_tile_ms"] = round(result["tile_loop"]["median_ms"] / len(crops), 3)
+            if detector.batches:
+                result["tile_batch"] = timed(lambda: detector.detect_many(crops), few)
+                result["tile_batch"]["per_tile_ms"] = round(result["tile_batch"]["median_ms"] / len(crops), 3)
+        result["fps"] = round(1000.0 / result["read_frame"]["median_ms"], 2)
+        modes[mode] = result
+    grid = FaceReader(detector, classifier, tiling=TilingConfig(mode="grid", min_face_px=config.min_face_px))
+    plan = grid.plan(width, height)
+    budget = config.tiles_per_frame or max(1, -(-len(plan.tiles) // 10))
+    reader = FaceReader(detector, classifier, tiling=TilingConfig(mode="grid", min_face_px=config.min_face_px,
+                                                                  tiles_per_frame=budget, refresh_s=1.0))
+    pipeline = Pipeline(reader, Tracker(), Indicator({"backend": "none"}), Fanout([]), "bench")
+    start = time.perf_counter()
+    for i in range(config.clip_frames):
+        pipeline.process(Frame(frame, i, time.monotonic(), "large frame"))
+    seconds = time.perf_counter() - start
+    schedule = next(iter(pipeline._schedules.values()))
+    video = {"tiles_per_frame": budget, "refresh_s": 1.0, "frames": config.clip_frames,
+             "fps": round(config.clip_frames / seconds, 2), "faces_per_frame": round(pipeline.stats.faces / config.clip_frames, 2),
+             "longest_gap_s": round(schedule.overdue_s(time.monotonic()), 3)}
+    pipeline.close()
+    return {"frame_size": [width, height], "frame": what, "min_face_px": config.min_face_px, "modes": modes,
+            "video_schedule": video}
+
+
 def measure(variant: str, config: BenchConfig) -> dict:
     """Every stage of one variant, in this process."""
     from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
     from maskwatch.edge.detector import DetectorConfig, FaceDetector
     from maskwatch.edge.events import Fanout
+    from maskwatch.edge.face_reader import FaceReader
     from maskwatch.edge.pipeline import Pipeline
     from maskwatch.edge.gpio import Indicator
-    from maskwatch.edge.sources import Frame, open_source
+    from maskwatch.edge.sources import Frame
+    from maskwatch.edge.tiling import TilingConfig
     from maskwatch.edge.tracker import Tracker
 
     detector_name, classifier_name, size = VARIANTS[variant]
@@ -96,15 +185,19 @@ def measure(variant: str, config: BenchConfig) -> dict:
         "classify_face": timed(lambda: classifier.classify_crops([crop]), config),
         "track": timed(lambda: tracker.step(faces.boxes, faces.scores), config),
     }
-    pipeline = Pipeline(detector, classifier, Tracker(), Indicator({"backend": "none"}), Fanout([]), "bench")
+    whole = FaceReader(detector, classifier, tiling=TilingConfig(mode="off"))  # the stages: one pass a frame
+    pipeline = Pipeline(whole, Tracker(), Indicator({"backend": "none"}), Fanout([]), "bench")
     counter = iter(range(10 ** 9))
     stages["frame"] = timed(lambda: pipeline.process(Frame(frame, next(counter), time.monotonic(), "bench")), config)
-    source = (open_source(config.video) if config.video else None)
-    clip = _clip_fps(pipeline, source, config) if source else _synthetic_clip_fps(pipeline, frame, config)
     pipeline.close()
-    return {"variant": variant, "detector": detector_name, "classifier": classifier_name,
-            "detector_input": list(box.__dict__.values())[2:], "faces_in_frame": len(faces),
-            "stages": stages, "clip": clip, "peak_rss_mb": peak_rss_mb()}
+    clip = _clip(detector, classifier, frame, config)
+    result = {"variant": variant, "detector": detector_name, "classifier": classifier_name,
+              "detector_input": list(box.__dict__.values())[2:], "faces_in_frame": len(faces),
+              "stages": stages, "clip": clip}
+    if config.frame_size:
+        result["large_frame"] = measure_tiling(detector, classifier, config)
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
 
 
 def peak_rss_mb() -> float:
@@ -116,23 +209,41 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _clip_fps(pipeline, source, config: BenchConfig) -> dict:
-    from maskwatch.edge.sources import Threaded
+def _clip(detector, classifier, frame, config: BenchConfig) -> dict:
+    """Frames per second over a clip (``config.video``, capture in its own thread, or the five-face frame
+    repeated), tiling off; with a video and ``--frame-size``, faces found per frame in each of ``config.tiling``
+    as ``run`` does it (grid and auto under the video schedule's tile budget)."""
+    from maskwatch.edge.events import Fanout
+    from maskwatch.edge.face_reader import FaceReader
+    from maskwatch.edge.gpio import Indicator
+    from maskwatch.edge.pipeline import Pipeline
+    from maskwatch.edge.sources import Frame, Threaded, open_source
+    from maskwatch.edge.tiling import TilingConfig
+    from maskwatch.edge.tracker import Tracker
 
-    with Threaded(source) as threaded:
+    result = {}
+    for mode in (config.tiling if config.video and config.frame_size else ["off"]):
+        budget = {"tiles_per_frame": config.tiles_per_frame} if config.tiles_per_frame else {}
+        reader = FaceReader(detector, classifier, tiling=TilingConfig(mode=mode, min_face_px=config.min_face_px,
+                                                                      **budget))
+        pipeline = Pipeline(reader, Tracker(), Indicator({"backend": "none"}), Fanout([]), "bench")
         start = time.perf_counter()
-        stats = pipeline.run(threaded, max_frames=config.clip_frames)
-    return {"source": config.video, "frames": stats.frames, "fps": round(stats.frames / (time.perf_counter() - start), 2)}
-
-
-def _synthetic_clip_fps(pipeline, frame, config: BenchConfig) -> dict:
-    from maskwatch.edge.sources import Frame
-
-    start = time.perf_counter()
-    for i in range(config.clip_frames):
-        pipeline.process(Frame(frame, 10 ** 6 + i, time.monotonic(), "five faces"))
-    return {"source": "five-face frame", "frames": config.clip_frames,
-            "fps": round(config.clip_frames / (time.perf_counter() - start), 2)}
+        if config.video:
+            with Threaded(open_source(config.video)) as threaded:
+                stats = pipeline.run(threaded, max_frames=config.clip_frames)
+        else:
+            for i in range(config.clip_frames):
+                pipeline.process(Frame(frame, 10 ** 6 + i, time.monotonic(), "five faces"))
+            stats = pipeline.stats
+        seconds = time.perf_counter() - start
+        pipeline.close()
+        figures = {"source": config.video or "five-face frame", "frames": stats.frames,
+                   "fps": round(stats.frames / seconds, 2), "faces_per_frame": round(stats.faces / max(stats.frames, 1), 2)}
+        if mode == "off":
+            result.update(figures)
+        else:
+            result[f"tiling_{mode}"] = figures
+    return result
 
 
 #: /proc/cpuinfo flags that decide int8 and float speed, in the words the results use.
@@ -219,7 +330,47 @@ def markdown(document: dict) -> str:
             continue
         cells = [f"{r['stages'][s]['median_ms']:.2f} ({r['stages'][s]['p90_ms']:.2f})" for s in STAGES]
         lines.append(f"| {r['variant']} | " + " | ".join(cells) + f" | {r['clip']['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
+    lines += large_frame_markdown(document)
     return "\n".join(lines) + "\n"
+
+
+def large_frame_markdown(document: dict) -> list[str]:
+    """The tiling tables, when the run measured a large frame (``--frame-size``)."""
+    rows = [r for r in document["results"] if "large_frame" in r]
+    if not rows:
+        return []
+    first = rows[0]["large_frame"]
+    lines = ["", f"Large frame {first['frame_size'][0]}x{first['frame_size'][1]}: {first['frame']}; faces from "
+             f"{first['min_face_px']:g} px. Median ms per frame (p90); per tile: the tiles one by one, and as one batch "
+             "where the runtime takes one.", "",
+             "| variant | tiling | passes | faces | detect frame | detect + classify frame | fps | per tile (loop) | "
+             "per tile (batch) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for mode, m in r["large_frame"]["modes"].items():
+            loop = f"{m['tile_loop']['per_tile_ms']:.2f}" if "tile_loop" in m else "-"
+            batch = f"{m['tile_batch']['per_tile_ms']:.2f}" if "tile_batch" in m else "-"
+            lines.append(f"| {r['variant']} | {mode} | {m['passes']} | {m['faces']} | {m['detect_frame']['median_ms']:.1f} "
+                         f"({m['detect_frame']['p90_ms']:.1f}) | {m['read_frame']['median_ms']:.1f} "
+                         f"({m['read_frame']['p90_ms']:.1f}) | {m['fps']:.1f} | {loop} | {batch} |")
+    lines += ["", "Video schedule (run): the whole frame and regions around tracks every frame, at most N grid tiles "
+              "a frame, every tile at least once a second.", "",
+              "| variant | N tiles a frame | frames | fps | faces a frame | longest gap between looks at a tile (s) |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        v = r["large_frame"]["video_schedule"]
+        lines.append(f"| {r['variant']} | {v['tiles_per_frame']} | {v['frames']} | {v['fps']:.1f} | "
+                     f"{v['faces_per_frame']:.1f} | {v['longest_gap_s']:.2f} |")
+    clips = [r for r in document["results"] if any(k.startswith("tiling_") for k in r.get("clip", {}))]
+    if clips:
+        lines += ["", f"Video {clips[0]['clip']['source']}: faces found per frame and fps by tiling mode, as `run` "
+                  "does it (the video schedule's tile budget).", "",
+                  "| variant | tiling | faces a frame | fps |", "|---|---|---|---|"]
+        for r in clips:
+            lines.append(f"| {r['variant']} | off | {r['clip']['faces_per_frame']:.2f} | {r['clip']['fps']:.1f} |")
+            for key, c in r["clip"].items():
+                if key.startswith("tiling_"):
+                    lines.append(f"| {r['variant']} | {key[7:]} | {c['faces_per_frame']:.2f} | {c['fps']:.1f} |")
+    return lines
 
 
 def plot(document: dict, path: Path) -> None:

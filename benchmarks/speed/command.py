@@ -9,7 +9,10 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from maskwatch.benchmarks.accuracy.packing import parse_frame_size
     from maskwatch.benchmarks.speed.bench import BenchConfig
+    from maskwatch.edge.commands.options import bounded
+    from maskwatch.edge.tiling import TILING_MODES
 
     defaults = BenchConfig()
     parser.description = ("Benchmark the models on this device: latency per stage, frames per second and peak RSS "
@@ -28,7 +31,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
                         help="folder for the result files (default: %(default)s)")
     parser.add_argument("--baseline", action="store_true", help="also the float TensorFlow pipeline (needs maskwatch[convert])")
-    parser.add_argument("--voc", type=Path, default=None, help="with --baseline: VOC folder whose val split scores both pipelines")
+    parser.add_argument("--voc", type=Path, default=None, help="VOC folder: with --baseline its val split scores both "
+                        "pipelines; with --frame-size its val scenes packed at native pixels make the large frame")
+    parser.add_argument("--frame-size", type=parse_frame_size, default=None, metavar="WxH",
+                        help="also measure tiling on a frame of this size (e.g. 1920x1080): passes, per-tile and "
+                             "per-frame latency, faces found per mode, and the video schedule under a tile budget")
+    parser.add_argument("--tiling", nargs="+", choices=TILING_MODES, default=defaults.tiling,
+                        help="with --frame-size: the modes measured side by side (default: %(default)s)")
+    parser.add_argument("--min-face-px", type=float, default=defaults.min_face_px,
+                        help="with --frame-size: smallest face tiling must find (default: %(default)s)")
+    parser.add_argument("--tiles-per-frame", type=bounded(int, 1, 1024, "--tiles-per-frame"), default=None,
+                        help="with --frame-size: the video schedule's tile budget (default: every tile once a second "
+                             "at 10 frames a second)")
     parser.add_argument("--imports", action="store_true",
                         help="instead: what starting maskwatch --help and maskwatch run imports, and how long it takes "
                              "(imports.json, imports.md)")
@@ -71,7 +85,10 @@ def bench(args: argparse.Namespace) -> int:
     from maskwatch.benchmarks.speed.bench import BenchConfig, run_variants, write
 
     config = BenchConfig(warmup=args.warmup, repeats=args.repeats, clip_frames=args.clip_frames, video=args.video,
-                         threads=args.threads or os.cpu_count())
+                         threads=args.threads or os.cpu_count(),
+                         frame_size=list(args.frame_size) if args.frame_size else None, tiling=args.tiling,
+                         min_face_px=args.min_face_px, tiles_per_frame=args.tiles_per_frame,
+                         voc=str(args.voc) if args.voc and args.frame_size else None)
     variants = args.variants
     if variants is None:
         variants = present()

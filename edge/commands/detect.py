@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends, default_of, detector_section
+from .options import INPUT_SIZE, SKIPPED, THRESHOLD, backends, default_of, detector_section, tiling_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="minimum face score (default: %(default)s)")
     parser.add_argument("--input-size", type=INPUT_SIZE, default=None,
                         help=f"longest input side for dynamic-shape models (default: {DEFAULT_DYNAMIC_SIZE})")
+    tiling_options(parser)
     parser.add_argument("--out", type=Path, default=Path("maskwatch-out"),
                         help="folder for annotated pictures (default: %(default)s)")
     parser.set_defaults(handler=detect)
@@ -32,13 +33,15 @@ def detect(args: argparse.Namespace) -> int:
 
     from ..detector import FaceDetector
     from ..draw import draw_faces
+    from ..face_reader import FaceReader
     from ..image import ReadableImages
     from ..sample import sample_image
 
-    detector = FaceDetector.from_config(detector_section(args, args.model), args.models_dir)
+    section = detector_section(args, args.model)
+    reader = FaceReader(FaceDetector.from_config(section, args.models_dir), tiling=section.tiling)
     images = ReadableImages(list(args.images or [sample_image()]))
     for path, image in images:
-        faces = detector.detect(image)
+        faces = reader.detect(image)
         args.out.mkdir(parents=True, exist_ok=True)  # made by the first picture: a failed run leaves no folder
         target = args.out / f"{path.stem}.faces.jpg"
         cv2.imwrite(str(target), draw_faces(image, faces))

@@ -68,17 +68,44 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=THRESHOLD, default=default_of(DetectorConfig, "score_threshold"),
                         help="minimum face score; 0.02 keeps faces for evaluation (default: %(default)s)")
     mask_rule_options(parser)
+    tiling_options(parser)
 
 
 def detector_section(args: argparse.Namespace, model: str):
-    """The ``detector`` section that ``--detector``/``--model``, ``--backend``, ``--threads``, ``--threshold``
-    and ``--input-size`` describe."""
+    """The ``detector`` section that ``--detector``/``--model``, ``--backend``, ``--threads``, ``--threshold``,
+    ``--input-size``, ``--tiling`` and ``--min-face-px`` describe."""
     from ..detector import DetectorConfig
 
     return section(DetectorConfig, {"score_threshold": "--threshold", "input_size": "--input-size",
                                     "threads": "--threads"},
                    model=str(model), backend=args.backend, threads=args.threads, score_threshold=args.threshold,
-                   input_size=args.input_size)
+                   input_size=args.input_size, tiling=tiling_section(args))
+
+
+def tiling_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--tiling`` (one mode, or with ``several`` a list scored side by side) and ``--min-face-px``."""
+    from ..tiling import TILING_MODES, TilingConfig
+
+    mode = default_of(TilingConfig, "mode")
+    parser.add_argument("--tiling", choices=TILING_MODES, default=[mode] if several else mode,
+                        nargs="+" if several else None,
+                        help="off: the whole frame in one pass; grid: the whole frame and overlapping tiles; auto: "
+                             "tiles only for frames larger than one tile" + (", several side by side" if several else "")
+                             + f" (default: {mode})")
+    parser.add_argument("--min-face-px", type=float, default=default_of(TilingConfig, "min_face_px"),
+                        help="smallest face, in the image's pixels, tiling must find; sets the tile size "
+                             "(default: %(default)s)")
+
+
+def tiling_section(args: argparse.Namespace, mode: str | None = None):
+    """The ``detector.tiling`` section from ``--tiling`` (or ``mode``) and ``--min-face-px``; None when the
+    command has neither option."""
+    from ..tiling import TilingConfig
+
+    if not hasattr(args, "min_face_px"):
+        return None
+    return section(TilingConfig, {"min_face_px": "--min-face-px", "mode": "--tiling"},
+                   mode=mode or args.tiling, min_face_px=args.min_face_px)
 
 
 def mask_rule_options(parser: argparse.ArgumentParser) -> None:

@@ -17,17 +17,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def predictor(args: argparse.Namespace):
-    from ..classifier import ClassifierConfig, MaskClassifier
-    from ..detector import FaceDetector
-    from ..mask_state import MaskRule
+    from ..classifier import ClassifierConfig
+    from ..face_reader import FaceReader
     from ..predict import ImagePredictor
 
-    mask_rule = MaskRule(args.mask_rule, args.small_face_px)
-    detector = FaceDetector.from_config(detector_section(args, args.detector), args.models_dir)
-    classifier = MaskClassifier.from_config(section(ClassifierConfig, {"threads": "--threads"}, model=args.classifier,
-                                                    backend=args.backend, threads=args.threads),
-                                            args.models_dir) if mask_rule.needs_crop else None
-    return ImagePredictor(detector, classifier, mask_rule)
+    classifier = section(ClassifierConfig, {"threads": "--threads", "small_face_px": "--small-face-px"},
+                         model=args.classifier, backend=args.backend, threads=args.threads, rule=args.mask_rule,
+                         small_face_px=args.small_face_px)
+    return ImagePredictor(FaceReader.from_config(detector_section(args, args.detector), classifier, args.models_dir))
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from .options import backends, bounded, config_options, load
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ..gpio.config import BACKEND_NAMES
+    from ..tiling import TILING_MODES
 
     parser.description = "Run the pipeline. With no --source and no config, runs on the built-in sample clip."
     config_options(parser)
@@ -17,6 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="camera index or /dev/videoN, rtsp:// or http:// URL, video file, images, picamera2, sample")
     parser.add_argument("--backend", default=None, choices=backends(), help="runtime for both models")
     parser.add_argument("--gpio", default=None, choices=BACKEND_NAMES, help="light/buzzer backend")
+    parser.add_argument("--tiling", default=None, choices=TILING_MODES,
+                        help="look closer at large frames: off, grid (every frame, every tile) or auto (tiles only for "
+                             "frames larger than one tile); detector.tiling.* in the config sets the rest "
+                             "(default: the config's, auto)")
     parser.add_argument("--events", type=Path, default=None, help="JSON Lines event log (rotated by size)")
     parser.add_argument("--mqtt", type=broker, default=None, metavar="HOST[:PORT]",
                         help="publish events to this MQTT broker (IPv6: [ADDRESS]:PORT)")
@@ -55,6 +60,7 @@ def run_config(args: argparse.Namespace):
     mqtt = {f"events.mqtt.{key}": value for key, value in (args.mqtt or {}).items()}
     return load(args, **{"source.spec": args.source, "detector.backend": args.backend,
                          "classifier.backend": args.backend, "signal.backend": args.gpio,
+                         "detector.tiling.mode": args.tiling,
                          "events.jsonl.path": str(args.events) if args.events else None, **mqtt,
                          "preview.target": args.preview, "source.max_wait_s": args.max_wait})
 
