@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .detector import DetectorConfig, FaceDetector, Faces
+from .errors import ConfigError
 from .interfaces import Classifier, Detector
 from .mask_state import MaskRule
 from .tiling import TilePlan, TilingConfig, merge, plan_grid
@@ -82,6 +83,11 @@ class FaceReader:
         #: a saved crop is what the classifier reads: its box and margin; with no crop classifier, the box itself
         self.crop_margin = classifier.margin if classifier is not None else 0.0
         self._plans: dict[tuple[int, int], TilePlan | None] = {}
+        if self.tiling.mode != "off":  # an impossible min_face_px is refused at start, not at the first frame
+            try:
+                plan_grid(1, 1, detector.nominal_input, self.tiling.min_face_px, detector.min_face_px)
+            except ConfigError as exc:
+                raise ConfigError(f"detector.tiling.{exc}") from None
 
     @classmethod
     def from_config(cls, detector: DetectorConfig, classifier, models_dir: str | Path | None = None) -> "FaceReader":
