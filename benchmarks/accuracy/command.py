@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Score model variants side by side; prints tables, writes JSON. A variant that cannot run "
                           "(a model or runtime missing) is reported and the others are still scored (exit status 1).")
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--voc", type=Path, help="PASCAL VOC folder (images/, annotations/)")
+    target.add_argument("--voc", type=Path, nargs="+", help="PASCAL VOC folders (images/, annotations/): each "
+                        "scored apart and, with several, pooled")
     target.add_argument("--crops", type=Path, help="folder with one subfolder of face crops per class")
     parser.add_argument("--variants", nargs="+", default=[default_variant()], metavar="NAME",
                         help="model/backend/size combinations, as in bench (default: %(default)s)")
@@ -71,8 +72,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _score_variant(name: str, args: argparse.Namespace, rules: list[str]) -> dict:
     """``{key: figures}`` for one variant: one key per mask rule and tiling mode scored."""
-    from maskwatch.benchmarks.accuracy.evaluate import (EVAL_THRESHOLD, crop_figures, packed_figures,
-                                                        predictor_process, scene_figures)
+    from maskwatch.benchmarks.accuracy.evaluate import EVAL_THRESHOLD, crop_figures, predictor_process, source_figures
     from maskwatch.benchmarks.variants import VARIANTS
     from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
     from maskwatch.edge.commands.options import tiling_section
@@ -97,6 +97,7 @@ def _score_variant(name: str, args: argparse.Namespace, rules: list[str]) -> dic
             reader = FaceReader(detector, classifier, mask_rule, tiling_section(args, mode))
             process = predictor_process(ImagePredictor(reader))
             key = name + ("" if rules == ["crop"] else f"/{rule}") + ("" if len(args.tiling) == 1 else f" tiling={mode}")
-            results[key] = (packed_figures(process, args.voc, args.frame_size, args.split, args.val_fold)
-                            if args.frame_size else scene_figures(process, args.voc, args.split, args.val_fold))
+            by_source = source_figures(process, args.voc, args.split, args.val_fold, args.frame_size)
+            for source, figures in by_source.items():
+                results[key if len(by_source) == 1 else f"{key} [{source}]"] = figures
     return results

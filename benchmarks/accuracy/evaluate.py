@@ -42,27 +42,52 @@ def predict_scenes(process, root: Path, annotations) -> dict:
     return predictions
 
 
-def scene_figures(process, root: Path, split: str = "val", val_fold: int = 0) -> dict:
-    annotations = voc_split(Path(root), split, val_fold)
-    return evaluate_detections(annotations, predict_scenes(process, Path(root), annotations))
-
-
-def packed_figures(process, root: Path, frame: tuple[int, int], split: str = "val", val_fold: int = 0) -> dict:
-    """:func:`scene_figures` with the scenes packed at their native pixels onto frames of ``frame`` (width,
-    height) (:mod:`maskwatch.benchmarks.accuracy.packing`), as a pole camera would see them."""
+def scored_scenes(process, root: Path, split: str = "val", val_fold: int = 0,
+                  frame: tuple[int, int] | None = None) -> tuple[list, dict, dict]:
+    """``(truth, predictions, extra)`` for one VOC folder's ``split``: each scene as it is, or with ``frame``
+    (width, height) the scenes packed at their native pixels onto frames of that size
+    (:mod:`maskwatch.benchmarks.accuracy.packing`), as a pole camera would see them."""
+    root = Path(root)
+    annotations = voc_split(root, split, val_fold)
+    if frame is None:
+        return annotations, predict_scenes(process, root, annotations), {}
     from maskwatch.benchmarks.accuracy.packing import pack_scenes
 
-    root = Path(root)
     truth, predictions, scenes = [], {}, 0
-    for packed in pack_scenes(voc_split(root, split, val_fold), root / "images", frame):
+    for packed in pack_scenes(annotations, root / "images", frame):
         scenes += len(packed.scenes)
         boxes, scores, labels = process(packed.image)
         truth.append(packed.annotation)
         predictions[packed.annotation.filename] = {"boxes": boxes, "scores": scores, "labels": labels}
-    figures = evaluate_detections(truth, predictions)
-    figures["frame_size"] = list(frame)
-    figures["scenes"] = scenes
-    return figures
+    return truth, predictions, {"frame_size": list(frame), "scenes": scenes}
+
+
+def scene_figures(process, root: Path, split: str = "val", val_fold: int = 0,
+                  frame: tuple[int, int] | None = None) -> dict:
+    """:func:`maskwatch.benchmarks.accuracy.scoring.evaluate_detections` of one folder's scenes (see
+    :func:`scored_scenes`)."""
+    truth, predictions, extra = scored_scenes(process, root, split, val_fold, frame)
+    return evaluate_detections(truth, predictions) | extra
+
+
+def source_figures(process, roots: list[Path], split: str = "val", val_fold: int = 0,
+                   frame: tuple[int, int] | None = None) -> dict[str, dict]:
+    """Figures per scene folder, by its name, and with several folders ``pooled`` too: every scene of
+    every folder scored as one set."""
+    results, truth, predictions, extras = {}, [], {}, []
+    for root in roots:
+        root = Path(root)
+        source_truth, source_predictions, extra = scored_scenes(process, root, split, val_fold, frame)
+        results[root.name] = evaluate_detections(source_truth, source_predictions) | extra
+        truth += [a._replace(filename=f"{root.name}/{a.filename}") for a in source_truth]
+        predictions.update({f"{root.name}/{name}": p for name, p in source_predictions.items()})
+        extras.append(extra)
+    if len(roots) > 1:
+        pooled = evaluate_detections(truth, predictions)
+        if frame is not None:
+            pooled |= {"frame_size": list(frame), "scenes": sum(e["scenes"] for e in extras)}
+        results["pooled"] = pooled
+    return results
 
 
 def predictor_process(predictor):

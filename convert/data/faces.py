@@ -249,7 +249,7 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
 
     root = Path(root)
     samples, report = [], FaceReport()
-    for a in annotations if annotations is not None else load_voc_folder(root):
+    for a in annotations if annotations is not None else load_voc_folder(root, CLASS_ALIASES):
         path = root / "images" / a.filename
         image = read_image(path)
         faces = detector.detect(image)
