@@ -32,6 +32,7 @@ PACKAGES=python3,python3-venv,passwd,openssh-client   # passwd: install.sh's use
 MIRROR=${MASKWATCH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 export QEMU_CPU=${QEMU_CPU:-cortex-a76}
 BOX_PX=2                             # largest box corner difference allowed between x86 and arm64
+UNSURE=0.7                           # a label both machines give less than this may differ (a face on the fence)
 FRAMES=30
 MODELS="retinaface_mask_mnv2_320_int8.tflite mask_mnv2_96_int8.tflite retinaface_mask_mnv2_fp32.onnx mask_mnv2_96_fp32.onnx"
 SCENES_DIR=$REPO/../shared/data/andrewmvd/images
@@ -217,8 +218,8 @@ for pair in "retinaface_mask_mnv2_320_int8.tflite mask_mnv2_96_int8.tflite" \
     "$MW" predict --models-dir "$REPO/models" --detector "$1" --classifier "$2" --jsonl "$CACHE/x86-$tag.jsonl" \
         "$ROOT/root/parity/" >/dev/null 2>&1 || fail "predict with $1 + $2 failed on x86"
     python3 .ci/arm64_parity.py "$CACHE/x86-$tag.jsonl" "$ROOT/root/parity/$tag.jsonl" --box-px $BOX_PX \
-        --what "$1 + $2" || failed=1
+        --unsure $UNSURE --what "$1 + $2" || failed=1
 done
 [ "$failed" = 0 ] || fail "arm64 and x86 disagree (above)"
-lap "parity: every bundled model gives x86's faces (boxes within $BOX_PX px) and labels"
+lap "parity: every bundled model gives x86's faces (boxes within $BOX_PX px) and labels (either, where both are under $UNSURE)"
 say "passed"

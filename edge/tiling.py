@@ -38,6 +38,8 @@ MIN_FACE_PX = 18.0
 MAX_UPSCALE = 2.0
 #: A box within this many pixels of a tile's inner edge is cut by it (the face goes on in the next tile).
 EDGE_PX = 2.0
+#: A box from one pass lying this much inside a better box from another pass is part of that face.
+CONTAINED = 0.6
 
 
 class TilingConfig(BaseModel):
@@ -123,20 +125,31 @@ def merge(boxes: np.ndarray, scores: np.ndarray, tile_of_box: np.ndarray, tiles:
 
     A box cut by an inner tile edge is dropped when a box not cut (from another tile or the whole
     frame) covers half of it or more: that one holds the whole face. Then NMS across all passes,
-    so one face gives one box.
+    and last a box lying :data:`CONTAINED` or more inside a better one from another pass is dropped
+    (a part of a face, seen where a tile edge cut it), so one face gives one box.
     """
     if not len(boxes):
         return np.zeros(0, np.int64)
     boxes = np.asarray(boxes, np.float32)
-    cut = cut_by_tile(boxes, np.asarray(tile_of_box), np.asarray(tiles), frame)
+    tile_of_box = np.asarray(tile_of_box)
+    cut = cut_by_tile(boxes, tile_of_box, np.asarray(tiles), frame)
     whole = boxes[~cut]
     keep = np.ones(len(boxes), bool)
     for i in np.flatnonzero(cut):
-        b = boxes[i]
-        inter_w = np.clip(np.minimum(b[2], whole[:, 2]) - np.maximum(b[0], whole[:, 0]), 0, None)
-        inter_h = np.clip(np.minimum(b[3], whole[:, 3]) - np.maximum(b[1], whole[:, 1]), 0, None)
-        area = max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
-        if len(whole) and float((inter_w * inter_h / area).max()) >= 0.5:
+        if len(whole) and float(_inside(boxes[i], whole).max()) >= 0.5:
             keep[i] = False
     candidates = np.flatnonzero(keep)
-    return candidates[nms(boxes[candidates], np.asarray(scores, np.float32)[candidates], iou_threshold)]
+    ranked = candidates[nms(boxes[candidates], np.asarray(scores, np.float32)[candidates], iou_threshold)]
+    kept: list[int] = []
+    for i in ranked:
+        better = [j for j in kept if tile_of_box[j] != tile_of_box[i]]
+        if not better or float(_inside(boxes[i], boxes[better]).max()) < CONTAINED:
+            kept.append(int(i))
+    return np.array(kept, np.int64)
+
+
+def _inside(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """The share of ``box``'s area inside each of ``others`` (M, 4)."""
+    inter_w = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    inter_h = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    return inter_w * inter_h / max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)

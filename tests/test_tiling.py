@@ -54,3 +54,13 @@ def test_two_faces_side_by_side_in_one_tile_both_stay_and_duplicates_of_the_whol
     keep = merge(boxes, np.array([0.9, 0.8, 0.7]), np.array([0, 0, -1]), plan.tiles, plan.frame)   # -1: the whole-frame pass
     assert sorted(keep.tolist()) == [0, 1]
     assert merge(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), plan.tiles, plan.frame).shape == (0,)
+
+
+def test_a_part_of_a_face_from_another_pass_is_dropped_but_one_tile_keeps_its_own_boxes():
+    plan = plan_grid(640, 480, 320, 18, 16)  # two columns of 360 px tiles: the first ends at x = 360
+    whole_face = [333.0, 141.0, 386.0, 198.0]
+    part = [334.0, 144.0, 357.5, 195.0]  # where the first tile's edge cut it, 2.5 px short of that edge
+    keep = merge(np.array([whole_face, part]), np.array([1.0, 0.52]), np.array([-1, 0]), plan.tiles, plan.frame)
+    assert keep.tolist() == [0]
+    keep = merge(np.array([whole_face, part]), np.array([1.0, 0.52]), np.array([0, 0]), plan.tiles, plan.frame)
+    assert sorted(keep.tolist()) == [0, 1]  # the detector's own two boxes in one pass: NMS alone decides
