@@ -27,7 +27,7 @@ from .detector import DetectorConfig, FaceDetector, Faces
 from .errors import ConfigError
 from .interfaces import Classifier, Detector
 from .mask_state import MaskRule
-from .tiling import TilePlan, TilingConfig, merge, plan_grid
+from .tiling import TilePlan, TilingConfig, merge, plan_grid, whole_pass_finds
 
 log = logging.getLogger(__name__)
 #: A tile keeps only faces up to this many times the smallest the whole-frame pass finds: larger ones are
@@ -117,7 +117,7 @@ class FaceReader:
 
     def whole_finds_px(self, width: int, height: int) -> float:
         """The smallest face, in frame pixels, the whole-frame pass finds in a frame of this size."""
-        return self.detector.min_face_px * max(width, height) / self.detector.nominal_input
+        return whole_pass_finds(width, height, self.detector.nominal_input, self.detector.min_face_px)
 
     def schedule(self, width: int, height: int):
         """A :class:`~maskwatch.edge.tile_schedule.TileSchedule` for a video stream of this frame size, or None

@@ -83,6 +83,11 @@ def _starts(length: int, side: int, overlap: int) -> list[int]:
     return [round(i * step) for i in range(count)]
 
 
+def whole_pass_finds(frame_width: int, frame_height: int, input_size: int, model_min_face_px: float) -> float:
+    """The smallest face, in frame pixels, a pass over the whole frame letterboxed into ``input_size`` finds."""
+    return model_min_face_px * max(frame_width, frame_height) / input_size
+
+
 def plan_grid(frame_width: int, frame_height: int, input_size: int, min_face_px: float,
               model_min_face_px: float) -> TilePlan:
     """Tiles that bring a face of ``min_face_px`` camera pixels to ``model_min_face_px`` at the network's
@@ -94,7 +99,7 @@ def plan_grid(frame_width: int, frame_height: int, input_size: int, min_face_px:
         raise ConfigError(f"min_face_px {min_face_px:g}: the model finds faces of {model_min_face_px:g} px at its "
                           f"input and tiles are enlarged at most {MAX_UPSCALE:g}x, so at least {floor:g}")
     side = max(1, int(input_size * min_face_px / model_min_face_px))
-    whole_finds = model_min_face_px * max(frame_width, frame_height) / input_size  # smallest face the whole pass finds
+    whole_finds = whole_pass_finds(frame_width, frame_height, input_size, model_min_face_px)
     overlap = min(side // 2, math.ceil(whole_finds * 1.2))
     xs = _starts(frame_width, side, overlap)
     ys = _starts(frame_height, side, overlap)
