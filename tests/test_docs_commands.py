@@ -119,3 +119,13 @@ def test_every_documented_command_runs_or_refuses_in_one_line(where, command, tm
     errors = [line for line in done.stderr.splitlines() if line.startswith("maskwatch: error:")]
     assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-1500:]
     assert re.search(refusal, errors[0]), errors[0]
+
+
+@pytest.mark.parametrize("path, most", [(REPO / "README.md", 200),
+                                        *[(card, 120) for card in sorted((REPO / "models").glob("*.md"))]],
+                         ids=lambda v: v.name if isinstance(v, Path) else str(v))
+def test_operator_docs_stay_short(path, most):
+    """The README (what it does, install, quick starts, config, topics, failures, tests) and each model card
+    stay short enough to read at once; tables and history go to docs/ and docs/experiments/."""
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= most, f"{path.name}: {lines} lines, at most {most}"
