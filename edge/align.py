@@ -9,6 +9,7 @@ mouth are always in the same rows; :func:`band` cuts those rows out at a higher 
 Example::
 
     crop = aligned_crop(frame_bgr, faces.landmarks[0], size=96)            # 96x96, upright
+    face = aligned_face(frame_bgr, faces.landmarks[0], margin=0.2)         # upright, at the face's own scale
     strip = band(frame_bgr, faces.landmarks[0], width=96, height=48)       # nose to chin
 
 Pure numpy for the transform (least-squares similarity, Umeyama 1991) and one ``cv2.warpAffine``
@@ -68,6 +69,21 @@ def aligned_crop(frame: np.ndarray, landmarks: np.ndarray, size: int = 96, margi
     matrix = similarity(landmarks, _template(size, size, margin))
     return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=FILL)
+
+
+def native_side(landmarks: np.ndarray, margin: float = 0.1) -> int:
+    """The side, in pixels, of an aligned crop at the face's own scale in the frame (no enlarging or
+    shrinking): the template's width with its margins, measured in the frame's pixels."""
+    span = TEMPLATE_SIDE * (1 + 2 * margin)
+    matrix = similarity(landmarks, _template(span, span, margin))
+    return max(1, int(round(span / np.sqrt(abs(np.linalg.det(matrix[:, :2]))))))
+
+
+def aligned_face(frame: np.ndarray, landmarks: np.ndarray, margin: float = 0.1, largest: int = 256) -> np.ndarray:
+    """An aligned crop at the face's own scale (at most ``largest`` pixels a side), to be stretched to a
+    model's input like a box crop (:func:`maskwatch.edge.image.stretch`), so a large face is shrunk by
+    averaging pixels, as in training, rather than sampled by the warp."""
+    return aligned_crop(frame, landmarks, size=min(native_side(landmarks, margin), largest), margin=margin)
 
 
 def band(frame: np.ndarray, landmarks: np.ndarray, width: int = 96, height: int = 48, margin: float = 0.05) -> np.ndarray:

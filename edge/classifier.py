@@ -7,8 +7,10 @@ Example::
     probabilities = classifier.classify_faces(frame_bgr, faces.boxes)
     labels = [classifier.labels[i] for i in probabilities.argmax(1)]
 
-A crop is the detector's box grown by the model's margin, stretched to the
-model's square input, fed RGB 0..255; the model normalises itself.
+A crop is the detector's box grown by the model's margin, or, for a model whose manifest entry says
+``"align": "landmarks"``, the face turned upright on its five landmarks with that margin
+(:func:`maskwatch.edge.align.aligned_face`); either is stretched to the model's square input and fed
+RGB 0..255; the model normalises itself.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from .align import aligned_face
 from .errors import ModelError
 from .image import crop_with_margin, stretch, to_bgr8
 from .manifest import Manifest
@@ -28,6 +31,8 @@ from .runtimes import load_runtime, to_input
 from .runtimes.config import ModelSection
 
 DEFAULT_CLASSIFIER = "mask_mnv2_96_int8.tflite"
+#: How a crop is cut, by the manifest's ``preprocessing.align``: absent for the box, ``landmarks`` for an aligned face.
+ALIGN_LANDMARKS = "landmarks"
 
 
 class ClassifierConfig(ModelSection):
@@ -54,6 +59,11 @@ class MaskClassifier:
         self.labels: list[str] = list(self.entry.labels)
         self.size = int(self.entry.input.shape[1])
         self.margin = float(self.entry.preprocessing["margin"])
+        align = self.entry.preprocessing.get("align")
+        if align not in (None, ALIGN_LANDMARKS):
+            raise ModelError(f"{self.path}: preprocessing.align {align!r} is not known (only {ALIGN_LANDMARKS!r})")
+        #: True when faces are cut on their landmarks (:meth:`classify_faces` then needs them).
+        self.aligned = align == ALIGN_LANDMARKS
         self._batched = self.runtime.input_shape[0] is None
 
     @classmethod
@@ -76,8 +86,23 @@ class MaskClassifier:
         return np.concatenate([self.runtime.run(to_input(batch[i:i + 1], self.runtime))["probabilities"]
                                for i in range(len(batch))]).astype(np.float32)
 
-    def classify_faces(self, frame_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Probabilities for each detector box in a BGR frame."""
+    def classify_faces(self, frame_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities for each detector box in a BGR frame (``landmarks`` (N, 5, 2), the detector's, for an
+        aligned model)."""
         frame_bgr = to_bgr8(frame_bgr)
-        crops = [cv2.cvtColor(crop_with_margin(frame_bgr, box, self.margin), cv2.COLOR_BGR2RGB) for box in boxes]
-        return self.classify_crops(crops)
+        return self.classify_crops([cv2.cvtColor(c, cv2.COLOR_BGR2RGB) for c in self.face_crops(frame_bgr, boxes, landmarks)])
+
+    def face_crops(self, frame_bgr: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None = None) -> list[np.ndarray]:
+        """Each face cut as this model was trained on it (BGR, not yet stretched). An aligned model falls back
+        to the box for a face whose landmarks lie too close together to align."""
+        if not self.aligned:
+            return [crop_with_margin(frame_bgr, box, self.margin) for box in boxes]
+        if landmarks is None or len(landmarks) != len(boxes):
+            raise ValueError(f"{self.path.name} cuts faces on their landmarks: give one set of five per box")
+        crops = []
+        for box, points in zip(boxes, landmarks):
+            try:
+                crops.append(aligned_face(frame_bgr, points, self.margin))
+            except ValueError:
+                crops.append(crop_with_margin(frame_bgr, box, self.margin))
+        return crops

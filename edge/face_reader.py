@@ -153,17 +153,18 @@ class FaceReader:
                      self.detector.iou_threshold)
         return concatenate([merged], keep)
 
-    def classify(self, image: np.ndarray, boxes: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(crop, probabilities)`` for faces with ``boxes`` (N, 4) and the mask head's rows ``mask`` (N, K;
-        None for a face-only detector): the crop classifier's (None when the rule does not run it) and the
-        rule's, each (N, K)."""
+    def classify(self, image: np.ndarray, boxes: np.ndarray, mask: np.ndarray | None,
+                 landmarks: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(crop, probabilities)`` for faces with ``boxes`` (N, 4), their ``landmarks`` (N, 5, 2; needed by
+        an aligned classifier) and the mask head's rows ``mask`` (N, K; None for a face-only detector): the
+        crop classifier's (None when the rule does not run it) and the rule's, each (N, K)."""
         if self.mask_rule.needs_crop and self.classifier is None:
             raise TypeError(f"mask rule {self.mask_rule.rule!r} needs a crop classifier; this reader finds faces only")
-        crop = self.classifier.classify_faces(image, boxes) if self.mask_rule.needs_crop else None
+        crop = self.classifier.classify_faces(image, boxes, landmarks) if self.mask_rule.needs_crop else None
         return crop, self.mask_rule.combine(crop, mask, boxes)
 
     def read(self, image: np.ndarray) -> Reading:
         """Every face of a frame, found and read."""
         faces = self.detect(image)
-        crop, probabilities = self.classify(image, faces.boxes, faces.mask)
+        crop, probabilities = self.classify(image, faces.boxes, faces.mask, faces.landmarks)
         return Reading(faces, crop, probabilities)

@@ -175,10 +175,10 @@ class Pipeline:
 
     def _classify(self, frame, faces: Faces, due: list[Track]) -> list[tuple[str, float]]:
         """A label and its probability for each track of ``due``, by the mask rule; crops saved when asked."""
-        boxes = np.stack([t.box for t in due])
-        head = None if faces.mask is None else faces.mask[[t.detection for t in due]]
+        boxes, rows = np.stack([t.box for t in due]), [t.detection for t in due]
+        head = None if faces.mask is None else faces.mask[rows]
         labelled = []
-        for track, p in zip(due, self.reader.classify(frame.image, boxes, head)[1]):
+        for track, p in zip(due, self.reader.classify(frame.image, boxes, head, faces.landmarks[rows])[1]):
             best = int(p.argmax())
             labelled.append((self.labels[best], float(p[best])))
             if self.crops is not None:

@@ -3,7 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from maskwatch.edge.align import FILL, TEMPLATE, _template, aligned_crop, band, similarity
+from maskwatch.edge.align import (FILL, TEMPLATE, TEMPLATE_SIDE, _template, aligned_crop, aligned_face, band,
+                                  native_side, similarity)
 
 COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)]
 
@@ -85,3 +86,21 @@ def test_a_real_face_comes_out_upright(sample_image):
     upright = faces.landmarks[0] @ matrix[:, :2].T + matrix[:, 2]
     assert abs(upright[1, 1] - upright[0, 1]) < 3  # eyes level in the crop
     assert aligned_crop(turned, faces.landmarks[0]).shape == (96, 96, 3)
+
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.5])
+def test_an_aligned_face_keeps_the_face_at_its_own_scale(scale):
+    landmarks = placed(30, scale, (320, 240))
+    side = native_side(landmarks, margin=0.2)
+    assert abs(side - TEMPLATE_SIDE * 1.4 * scale) <= 1
+    face = aligned_face(dotted_frame(landmarks, radius=4), landmarks, margin=0.2)
+    assert face.shape == (side, side, 3)
+    left_eye, right_eye = (colour_centre(face, c) for c in COLOURS[:2])
+    assert abs((right_eye[0] - left_eye[0]) - (TEMPLATE[1, 0] - TEMPLATE[0, 0]) * scale) < 2.5  # not resized
+    assert abs(right_eye[1] - left_eye[1]) < 2.5  # upright
+
+
+def test_an_aligned_face_of_a_huge_face_is_capped():
+    landmarks = placed(0, 20.0, (1500, 1500))
+    assert aligned_face(np.zeros((3000, 3000, 3), np.uint8), landmarks, largest=256).shape == (256, 256, 3)

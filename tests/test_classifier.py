@@ -149,3 +149,62 @@ def test_classify_batches_give_the_one_by_one_labels(data, tmp_path):
         p = classifier.classify_crops([read_image(path)[:, :, ::-1]])[0]
         assert row["file"] == str(path) and row["label"] == classifier.labels[int(p.argmax())]
         assert float(row["score"]) == pytest.approx(float(p.max()), abs=1e-4)
+
+
+def aligned_models(tmp_path, align="landmarks"):
+    """The shipped int8 classifier under a manifest entry that says it cuts faces on their landmarks."""
+    import json
+    import shutil
+
+    from maskwatch.models import __file__ as models_init
+    from pathlib import Path
+
+    shipped = Path(models_init).parent
+    models = tmp_path / "models"
+    models.mkdir()
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    entry = manifest["models"][DEFAULT_CLASSIFIER]
+    entry["preprocessing"]["align"] = align
+    manifest["models"] = {DEFAULT_CLASSIFIER: entry}
+    shutil.copy(shipped / DEFAULT_CLASSIFIER, models)
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+def test_an_aligned_classifier_reads_the_upright_face_from_the_landmarks(tmp_path, sample_image):
+    from maskwatch.edge.align import aligned_face
+    from maskwatch.edge.events import Fanout
+    from maskwatch.edge.face_reader import FaceReader
+    from maskwatch.edge.gpio import Indicator
+    from maskwatch.edge.image import crop_with_margin
+    from maskwatch.edge.pipeline import Pipeline
+    from maskwatch.edge.sources import Frame
+    from maskwatch.edge.tracker import Tracker
+
+    image = read_image(sample_image)
+    faces = FaceDetector("retinaface_mnv2_320_int8.tflite").detect(image)
+    aligned, boxed = MaskClassifier(models_dir=aligned_models(tmp_path)), MaskClassifier()
+    assert aligned.aligned and not boxed.aligned
+    crops = aligned.face_crops(image, faces.boxes, faces.landmarks)
+    np.testing.assert_array_equal(crops[0], aligned_face(image, faces.landmarks[0], aligned.margin))
+    assert crops[0].shape[0] == crops[0].shape[1]  # square and upright, not the box's shape
+    assert crops[0].shape != crop_with_margin(image, faces.boxes[0], boxed.margin).shape
+    probabilities = aligned.classify_faces(image, faces.boxes, faces.landmarks)
+    np.testing.assert_allclose(probabilities, aligned.classify_crops([crops[0][:, :, ::-1]]))
+    with pytest.raises(ValueError, match="cuts faces on their landmarks"):
+        aligned.classify_faces(image, faces.boxes)
+    reader = FaceReader(FaceDetector("retinaface_mnv2_320_int8.tflite"), aligned)  # the seam passes the landmarks
+    np.testing.assert_allclose(reader.read(image).probabilities, probabilities, atol=1e-6)
+    pipeline = Pipeline(reader, Tracker(), Indicator({"backend": "none"}), Fanout([]), "aligned")
+    for i in range(7):  # classified every 3rd frame: three agreeing votes set the label
+        seen = pipeline.process(Frame(image, i, i / 10, "aligned")).tracks
+    assert [t.label for t in seen] == [aligned.labels[int(probabilities[0].argmax())]]
+    pipeline.close()
+    points_in_one_spot = np.repeat(faces.landmarks[:, :1], 5, axis=1)  # cannot be aligned: the box is used
+    np.testing.assert_array_equal(aligned.face_crops(image, faces.boxes, points_in_one_spot)[0],
+                                  crop_with_margin(image, faces.boxes[0], aligned.margin))
+
+
+def test_an_unknown_crop_alignment_is_refused_naming_the_file(tmp_path):
+    with pytest.raises(ModelError, match=r"mask_mnv2_96_int8.tflite: preprocessing.align 'eyes' is not known"):
+        MaskClassifier(models_dir=aligned_models(tmp_path, align="eyes"))

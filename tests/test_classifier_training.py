@@ -17,9 +17,16 @@ from maskwatch.edge.manifest import Manifest  # noqa: E402
 FILES = ("mask_mnv2_64_fp32.tflite", "mask_mnv2_64_int8.tflite", "mask_mnv2_64_fp32.onnx")
 
 
+def scene_sources(data):
+    """Both street-scene sources; jolignier is skipped, saying so, where ../shared/data lacks it."""
+    if not (data / "jolignier" / "annotations").is_dir():
+        pytest.skip(f"{data / 'jolignier'} is absent: training on both scene sources is not tried")
+    return [data / "andrewmvd", data / "jolignier"]
+
+
 @pytest.fixture(scope="module")
 def small_run(data, tmp_path_factory):
-    config = TrainConfig(voc=[data / "andrewmvd"], crops=[data / "crops" / "chandrikadeb7"], input_size=64,
+    config = TrainConfig(voc=scene_sources(data), crops=[data / "crops" / "chandrikadeb7"], input_size=64,
                          limit=24, head_epochs=1, finetune_epochs=1, steps_per_epoch=2, batch=32)
     samples, _ = load_samples(config)
     model, history = train(config, samples)
@@ -35,7 +42,7 @@ def test_training_runs_three_phases_and_exports_every_format(small_run):
     assert [h["epoch"] for h in history[2:]] == [0, 1]  # phase 3 scores its copy before fine-tuning, then each epoch
     assert history[2]["loss"] is None and all(np.isfinite(h["loss"]) for h in history if h["loss"] is not None)
     for h in history[:2]:  # early stopping on the pooled val macro F1; each data set's is logged
-        assert sorted(h["val_macro_f1_by_dataset"]) == ["andrewmvd", "chandrikadeb7"]
+        assert sorted(h["val_macro_f1_by_dataset"]) == ["andrewmvd", "chandrikadeb7", "jolignier"]
         assert h["score"] == h["val_macro_f1"]
     assert sorted(names) == sorted(FILES)
     manifest = Manifest.load(out)
@@ -45,10 +52,11 @@ def test_training_runs_three_phases_and_exports_every_format(small_run):
         assert entry.metrics["crops"] == sum(s.split == "val" for s in samples)
         assert len(entry.metrics["confusion"]) == 3
         by_set = entry.metrics["by_dataset"]
-        assert sorted(by_set) == ["andrewmvd", "chandrikadeb7"]
+        assert sorted(by_set) == ["andrewmvd", "chandrikadeb7", "jolignier"]
         assert sum(f["crops"] for f in by_set.values()) == entry.metrics["crops"]
         by_size = entry.metrics["by_face_size"]  # scene crops only: the crop folders have no boxes
-        assert set(by_size) <= {"0-24px", "24-48px", "48-px"} and sum(f["crops"] for f in by_size.values()) == by_set["andrewmvd"]["crops"]
+        assert set(by_size) <= {"0-24px", "24-48px", "48-px"}
+        assert sum(f["crops"] for f in by_size.values()) == by_set["andrewmvd"]["crops"] + by_set["jolignier"]["crops"]
         agreement = entry.metrics["agreement"]  # with the Keras model it came from, crop by crop
         if "fp32" in name:
             assert agreement["same_class"] == 1.0 and agreement["max_abs_diff"] < 1e-3
@@ -312,3 +320,32 @@ def test_without_a_tflite_int8_file_phase_3_is_skipped(data, tmp_path, monkeypat
 
     assert entry.source["training"]["config"]["synth_incorrect"] == str(SYNTH_WITHOUT_REAL)
     assert sorted(p.name for p in tmp_path.glob("*.tflite")) == ["mask_mnv2_64_fp32.tflite"]
+
+
+def test_aligned_faces_are_cut_on_the_landmarks_and_the_device_is_told(small_run, data, tmp_path):
+    """--align landmarks: scene and crop-folder faces turned upright on the detector's landmarks, and the
+    exported entry says so, so the device's MaskClassifier cuts faces the same way."""
+    from maskwatch.edge.align import aligned_face
+    from maskwatch.edge.image import read_image, stretch
+    from maskwatch.convert.classifier.train import DETECTOR_FOR_CROPS
+    from maskwatch.convert.data.faces import read_rgb
+    from maskwatch.edge.detector import DetectorConfig, FaceDetector
+
+    config, _, model, _, _, _, _ = small_run
+    aligned = replace(config, voc=[data / "andrewmvd"], aligned=True, limit=6)
+    samples, _ = load_samples(aligned)
+    scene = next(s for s in samples if s.dataset == "andrewmvd")
+    image = read_image(scene.source)
+    faces = FaceDetector.from_config(DetectorConfig(model=DETECTOR_FOR_CROPS, score_threshold=0.3)).detect(image)
+    expected = [stretch(aligned_face(image, points, config.margin)[:, :, ::-1], *scene.pixels.shape[1::-1])
+                for points in faces.landmarks]
+    assert any(np.array_equal(scene.pixels, e) for e in expected)  # one of the scene's faces, aligned
+    photos = [s for s in samples if s.dataset == "chandrikadeb7"]
+    whole = [stretch(read_rgb(s.source), *s.pixels.shape[1::-1]) for s in photos]  # as a box-crop run reads them
+    assert sum(not np.array_equal(s.pixels, w) for s, w in zip(photos, whole)) > len(photos) / 2  # aligned where a face is found
+    names = export(model, aligned, samples, tmp_path, formats=("tflite-fp32",), calib_count=4)
+    assert names == ["mask_mnv2_64_aligned_fp32.tflite"]
+    assert MaskClassifier(names[0], models_dir=tmp_path).aligned
+    assert not MaskClassifier(FILES[0], models_dir=small_run[4]).aligned
+    with pytest.raises(ConfigError, match="needs --voc-boxes detector"):
+        load_samples(replace(aligned, voc_boxes="annotated"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.edge.classifier import ClassifierConfig, MaskClassifier
+from maskwatch.edge.classifier import ALIGN_LANDMARKS, ClassifierConfig, MaskClassifier
 from maskwatch.edge.labels import CLASSES
 from maskwatch.edge.manifest import Manifest
 from maskwatch.benchmarks.accuracy.metrics import confusion, per_class
@@ -22,9 +22,15 @@ DEFAULT_FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
 SHORT = {"mobilenetv2": "mnv2", "xception": "xception"}
 
 
-def file_name(backbone: str, size: int, precision: str, suffix: str) -> str:
-    return f"mask_{SHORT[backbone]}_{size}_{precision}{suffix}"
+def file_name(backbone: str, size: int, precision: str, suffix: str, aligned: bool = False) -> str:
+    return f"mask_{SHORT[backbone]}_{size}{'_aligned' if aligned else ''}_{precision}{suffix}"
 
+
+#: How the device cuts a face (``preprocessing`` keys of the manifest entry; ``align`` is read by MaskClassifier).
+BOX_CROP = {"crop": "detector box grown by margin x its width (left, right) and height (top, bottom), clipped"}
+ALIGNED_CROP = {"align": ALIGN_LANDMARKS,
+                "crop": "face turned upright on the detector's five landmarks onto the ArcFace template, margin x the "
+                        "template's side of context on each side, at the face's own scale (maskwatch.edge.align.aligned_face)"}
 
 #: Face sizes (shorter side of the box in the source image, px) the figures are also given for.
 FACE_SIZES = ((0, 24), (24, 48), (48, None))
@@ -75,10 +81,9 @@ def export(model, config, samples: list[FaceSample], out: Path, formats=DEFAULT_
         network, reference = aware_source if aware else plain
         job = ExportJob(network, size, size, calibration=calibration if fmt.calibrated else None, opset=opset)
         blob = fmt.export(job)
-        name = file_name(config.backbone, size, fmt.precision, fmt.suffix)
+        name = file_name(config.backbone, size, fmt.precision, fmt.suffix, config.aligned)
         install(manifest, name, blob, fmt, task="mask_classification", architecture=f"{config.backbone} classifier",
-                preprocessing={"color": "RGB", "margin": config.margin,
-                               "crop": "detector box grown by margin x its width (left, right) and height (top, bottom), clipped",
+                preprocessing={"color": "RGB", "margin": config.margin, **(ALIGNED_CROP if config.aligned else BOX_CROP),
                                "resize": f"stretched to {size}x{size}: INTER_AREA when shrinking, INTER_LINEAR when enlarging", "input_range": "0..255; the model normalises itself"},
                 outputs=["probabilities"], labels=list(CLASSES),
                 source={"backbone": config.backbone, "backbone_weights": _weights_source(config),

@@ -28,9 +28,10 @@ def train_and_export(config: TrainConfig, formats: list[str], out: Path, keras_o
     for folder in also_score:
         scenes = (folder / "annotations").is_dir()
         extra = TrainConfig(voc=[folder] if scenes else [], crops=[] if scenes else [folder],
-                            input_size=config.input_size, voc_boxes=config.voc_boxes)
+                            input_size=config.input_size, voc_boxes=config.voc_boxes, margin=config.margin,
+                            aligned=config.aligned)
         also[folder.name] = load_samples(extra)[0]
-    sidecar = f"training/mask_{SHORT[config.backbone]}_{config.input_size}.json"
+    sidecar = f"training/mask_{SHORT[config.backbone]}_{config.input_size}{'_aligned' if config.aligned else ''}.json"
     names = export(model, config, samples, out, formats, datasets=[Path(d).name for d in [*config.voc, *config.crops]],
                    training={"config": {k: str(v) for k, v in vars(config).items()}, "epochs": len(history),
                              "history": sidecar}, also_score=also, int8_model=aware)

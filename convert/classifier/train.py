@@ -24,7 +24,8 @@ from maskwatch.benchmarks.accuracy.metrics import confusion, per_class
 from maskwatch.benchmarks.accuracy.splits import FOLDS
 
 from maskwatch.convert.data.augment import augment
-from maskwatch.convert.data.faces import FaceReport, FaceSample, crop_batch, load_crop_folders, load_voc_detector_faces, load_voc_faces
+from maskwatch.convert.data.faces import (FaceReport, FaceSample, align_crop_folder_faces, crop_batch, load_crop_folders,
+                                          load_voc_detector_faces, load_voc_faces)
 
 log = logging.getLogger(__name__)
 BACKBONES = ("mobilenetv2", "xception")
@@ -48,7 +49,10 @@ class TrainConfig:
     backbone: str = "mobilenetv2"
     weights: Path | None = None  #: ImageNet weights (.pth for mobilenetv2; Keras .h5 for xception)
     input_size: int = 96
+    #: the crop's context: a share of the box's width and height (box crops) or of the aligned template's side
     margin: float = 0.2
+    #: faces turned upright on the detector's five landmarks (maskwatch.edge.align.aligned_face) instead of box crops
+    aligned: bool = False
     min_face: int = 8
     #: synthesized mask_weared_incorrect crops added to training (None: auto, see :func:`synth_count`)
     synth_incorrect: int | None = None
@@ -97,23 +101,28 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
         raise ConfigError(f"--qat-target {config.qat_target!r}: choose {' or '.join(QAT_TARGETS)}")
     if config.finetune_from is not None:  # a typo fails here, not after the crops are cut and the head trained
         finetune_start(config, build_model(config)[1])
+    if config.aligned and config.voc and config.voc_boxes != "detector":
+        raise ConfigError("--align landmarks cuts faces on the detector's landmarks: it needs --voc-boxes detector")
     detector = None
-    if config.voc and config.voc_boxes == "detector":
+    if (config.voc and config.voc_boxes == "detector") or (config.crops and config.aligned):
         from maskwatch.edge.detector import DetectorConfig, FaceDetector
 
         detector = FaceDetector.from_config(DetectorConfig(model=DETECTOR_FOR_CROPS, score_threshold=0.3))
     for root in config.voc:
-        if detector is not None:
-            found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size, val_fold=config.val_fold)
+        if config.voc_boxes == "detector":
+            found, rep = load_voc_detector_faces(root, detector, margin=config.margin, size=size, val_fold=config.val_fold,
+                                                 aligned=config.aligned)
         else:
             found, rep = load_voc_faces(root, margin=config.margin, min_face=config.min_face, size=size, strict=False,
                                         val_fold=config.val_fold)
         samples += found
         report = report.merge(rep)
+    whole = []  # crop-folder photos at their own size, aligned once the limit has picked them
     for root in config.crops:
-        found, rep = load_crop_folders(root, size=size, val_fold=config.val_fold)
-        samples += found
+        found, rep = load_crop_folders(root, size=None if config.aligned else size, val_fold=config.val_fold)
+        (whole if config.aligned else samples).extend(found)
         report = report.merge(rep)
+    samples += whole
     if config.limit:
         rng = np.random.default_rng(config.seed)
         kept = []
@@ -123,6 +132,14 @@ def load_samples(config: TrainConfig) -> tuple[list[FaceSample], FaceReport]:
                 order = rng.permutation(len(group))[: config.limit]
                 kept += [group[i] for i in sorted(order)]
         samples = kept
+    if whole:
+        picked = {id(s) for s in whole}
+        chosen = [s for s in samples if id(s) in picked]
+        photos, aligned = align_crop_folder_faces(chosen, detector, margin=config.margin, size=size)
+        log.info("crop folders: %d of %d faces aligned on their landmarks (the rest kept whole: no face found)",
+                 aligned, len(photos))
+        by_id = {id(s): p for s, p in zip(chosen, photos)}
+        samples = [by_id.get(id(s), s) for s in samples]
     for split in ("train", "val"):
         if not any(s.split == split for s in samples):
             raise InputError(f"no face crops on the {split} side of the split in {config.voc + config.crops}")

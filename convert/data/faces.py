@@ -236,13 +236,15 @@ def load_crop_folders(root: str | Path, *, aliases: dict[str, str] = CLASS_ALIAS
 
 
 def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, min_iou: float = 0.4,
-                            size: int | None = None, annotations=None, val_fold: int = 0,
+                            size: int | None = None, annotations=None, val_fold: int = 0, aligned: bool = False,
                             ) -> tuple[list[FaceSample], FaceReport]:
     """Face crops as the runtime sees them: each annotated face's matching RetinaFace box, cut like
-    :class:`maskwatch.edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped), labelled
-    from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
+    :class:`maskwatch.edge.classifier.MaskClassifier` cuts it (box grown by ``margin``, clipped; with
+    ``aligned``, the face turned upright on the detection's landmarks, :func:`maskwatch.edge.align.aligned_face`),
+    labelled from the annotation. Faces the detector misses (IoU < ``min_iou``) are skipped as ``not_detected``.
     ``annotations`` (from :func:`maskwatch.benchmarks.accuracy.voc.load_voc_folder`) limits the images used.
     """
+    from maskwatch.edge.align import aligned_face
     from maskwatch.edge.image import margin_box, read_image
     from maskwatch.edge.postprocess import iou
     from maskwatch.benchmarks.accuracy.voc import load_voc_folder
@@ -263,9 +265,37 @@ def load_voc_detector_faces(root: str | Path, detector, *, margin: float = 0.2, 
             taken[best] = True
             face = faces.boxes[best]
             x0, y0, x1, y1 = margin_box(image.shape, face, margin)
-            crop = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+            crop = image[y0:y1, x0:x1]
+            if aligned:
+                try:
+                    crop = aligned_face(image, faces.landmarks[best], margin)
+                except ValueError:  # landmarks too close together: the box, as the runtime does
+                    pass
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
             samples.append(FaceSample(_resized(crop, size), label, path, split, (x0, y0, x1, y1), dataset=root.name,
                                       face_px=float(min(face[2] - face[0], face[3] - face[1]))))
             report.kept[label] += 1
             report.by_split[(split, label)] += 1
     return samples, report
+
+
+def align_crop_folder_faces(samples: list[FaceSample], detector, *, margin: float = 0.2, size: int | None = None,
+                            ) -> tuple[list[FaceSample], int]:
+    """Crop-folder faces (whole-face photos) turned upright on the landmarks the detector finds in them,
+    as :func:`maskwatch.edge.align.aligned_face` cuts a face on the device; a photo where no face is found
+    is kept as it is. Returns the samples and how many were aligned."""
+    from dataclasses import replace
+
+    from maskwatch.edge.align import aligned_face
+    from maskwatch.convert.data.synth_masks import landmarks_for
+
+    out, aligned = [], 0
+    for sample, points in zip(samples, landmarks_for(samples, detector)):
+        if points is not None:
+            try:
+                sample = replace(sample, pixels=aligned_face(sample.pixels, points, margin))
+                aligned += 1
+            except ValueError:
+                pass
+        out.append(replace(sample, pixels=_resized(sample.pixels, size)))
+    return out, aligned
