@@ -22,8 +22,13 @@ DEFAULT_FORMATS = ("tflite-fp32", "tflite-int8", "onnx-fp32")
 SHORT = {"mobilenetv2": "mnv2", "xception": "xception"}
 
 
+def model_stem(backbone: str, size: int, aligned: bool = False) -> str:
+    """The name every file of one trained classifier shares: ``mask_mnv2_96``, ``mask_mnv2_96_aligned``."""
+    return f"mask_{SHORT[backbone]}_{size}{'_aligned' if aligned else ''}"
+
+
 def file_name(backbone: str, size: int, precision: str, suffix: str, aligned: bool = False) -> str:
-    return f"mask_{SHORT[backbone]}_{size}{'_aligned' if aligned else ''}_{precision}{suffix}"
+    return f"{model_stem(backbone, size, aligned)}_{precision}{suffix}"
 
 
 #: How the device cuts a face (``preprocessing`` keys of the manifest entry; ``align`` is read by MaskClassifier).

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from maskwatch.convert.classifier.export import SHORT, export
+from maskwatch.convert.classifier.export import export, model_stem
 from maskwatch.convert.classifier.train import (TrainConfig, add_synthetic_incorrect, load_samples, synth_count, train,
                                                 train_quantization_aware)
 from maskwatch.convert.export.artefacts import write_history
@@ -31,7 +31,7 @@ def train_and_export(config: TrainConfig, formats: list[str], out: Path, keras_o
                             input_size=config.input_size, voc_boxes=config.voc_boxes, margin=config.margin,
                             aligned=config.aligned)
         also[folder.name] = load_samples(extra)[0]
-    sidecar = f"training/mask_{SHORT[config.backbone]}_{config.input_size}{'_aligned' if config.aligned else ''}.json"
+    sidecar = f"training/{model_stem(config.backbone, config.input_size, config.aligned)}.json"
     names = export(model, config, samples, out, formats, datasets=[Path(d).name for d in [*config.voc, *config.crops]],
                    training={"config": {k: str(v) for k, v in vars(config).items()}, "epochs": len(history),
                              "history": sidecar}, also_score=also, int8_model=aware)
