@@ -542,7 +542,8 @@ def test_a_device_with_allowed_signers_takes_only_bundles_signed_by_them(bundle,
 
     (tmp_path / "unpacked").mkdir()
     root = unpack(bundle, tmp_path / "unpacked")
-    trusted, stranger = keypair(tmp_path / "trusted"), keypair(tmp_path / "stranger")
+    trusted = keypair(tmp_path / "trusted")
+    keypair(tmp_path / "stranger")  # a key pair the device does not trust
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(f'builder@maskwatch namespaces="{SIGNATURE_NAMESPACE}" {trusted}\n')
     env = offline_env(tmp_path)
